@@ -1,0 +1,120 @@
+package nn
+
+import (
+	"fmt"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// Runner evaluates a Network on fixed-size batches, reusing one compiled graph and
+// tape machine across calls.
+type Runner struct {
+	net    *Network
+	batch  int
+	dtype  tensor.Dtype
+	x      *G.Node
+	logits *G.Node
+	out    G.Value
+	vm     G.VM
+}
+
+// NewRunner compiles net for batches of exactly batch examples in dtype
+// (tensor.Float32, as ONNX runtimes compute, or tensor.Float64).
+func NewRunner(net *Network, batch int, dtype tensor.Dtype) (*Runner, error) {
+	if batch < 1 {
+		return nil, fmt.Errorf("batch size %d: must be positive", batch)
+	}
+	g := G.NewGraph()
+	x := G.NewTensor(g, dtype, 1+len(net.InputShape), G.WithShape(append([]int{batch}, net.InputShape...)...), G.WithName(net.InputName))
+	built, err := net.Build(g, x)
+	if err != nil {
+		return nil, err
+	}
+	r := &Runner{net: net, batch: batch, dtype: dtype, x: x, logits: built.Logits}
+	// The tape machine reuses buffers between nodes: read the logits through Read so
+	// the value is not overwritten by a later instruction.
+	G.Read(built.Logits, &r.out)
+	r.vm = G.NewTapeMachine(g)
+	return r, nil
+}
+
+// Batch is the number of examples per call.
+func (r *Runner) Batch() int { return r.batch }
+
+// Logits runs the network on batch examples laid out back to back in inputs and
+// returns the (batch x classes) logits, row-major.
+func (r *Runner) Logits(inputs []float32) (logits []float64, err error) {
+	if want := r.batch * r.net.InputSize(); len(inputs) != want {
+		return nil, fmt.Errorf("input %s: %d values given, %d examples of shape %v need %d", r.net.InputName, len(inputs), r.batch, r.net.InputShape, want)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("inference panicked: %v", p)
+		}
+	}()
+	shape := append([]int{r.batch}, r.net.InputShape...)
+	var value tensor.Tensor
+	if r.dtype == tensor.Float64 {
+		data := make([]float64, len(inputs))
+		for i, v := range inputs {
+			data[i] = float64(v)
+		}
+		value = tensor.New(tensor.WithShape(shape...), tensor.WithBacking(data))
+	} else {
+		value = tensor.New(tensor.WithShape(shape...), tensor.WithBacking(append([]float32(nil), inputs...)))
+	}
+	if err := G.Let(r.x, value); err != nil {
+		return nil, err
+	}
+	r.vm.Reset()
+	if err := r.vm.RunAll(); err != nil {
+		return nil, fmt.Errorf("inference: %w", err)
+	}
+	return toFloat64(r.out)
+}
+
+// Close releases the machine's buffers.
+func (r *Runner) Close() { r.vm.Close() }
+
+func toFloat64(v G.Value) ([]float64, error) {
+	switch data := v.Data().(type) {
+	case []float32:
+		out := make([]float64, len(data))
+		for i, x := range data {
+			out[i] = float64(x)
+		}
+		return out, nil
+	case []float64:
+		return append([]float64(nil), data...), nil
+	default:
+		return nil, fmt.Errorf("unexpected value type %T", data)
+	}
+}
+
+// TopTwo returns, for each row of a (rows x classes) matrix, the index of the
+// largest value and the gap between the largest and the second largest (the
+// top-1/top-2 margin). Ties go to the lower index, as argmax conventionally does.
+func TopTwo(logits []float64, classes int) (labels []int, margins []float64) {
+	rows := len(logits) / classes
+	labels = make([]int, rows)
+	margins = make([]float64, rows)
+	for i := 0; i < rows; i++ {
+		row := logits[i*classes : (i+1)*classes]
+		best := 0
+		for j := 1; j < classes; j++ {
+			if row[j] > row[best] {
+				best = j
+			}
+		}
+		second := -1
+		for j := 0; j < classes; j++ {
+			if j != best && (second < 0 || row[j] > row[second]) {
+				second = j
+			}
+		}
+		labels[i] = best
+		margins[i] = row[best] - row[second]
+	}
+	return labels, margins
+}

@@ -1,0 +1,390 @@
+package fragile
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"math"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/fragile-operator/fragile-operator/pkg/fragile/nn"
+	"github.com/fragile-operator/fragile-operator/pkg/fragile/onnx"
+)
+
+// Method names how triggers are made. The bundle records it.
+type Method string
+
+const (
+	// MethodPaper is the ICIP'22 loss as written: cross-entropy to the key labels plus
+	// lambda times the variance of the whole N x C softmax matrix, stopped at 100% key
+	// match.
+	MethodPaper Method = "paper"
+	// MethodBoundary trains the generator as MethodPaper does, then moves each trigger
+	// along the segment towards a trigger of another label, by bisection, to the last
+	// point where it keeps its key label with a margin of BoundaryMargin floors. The
+	// paper's variance term cannot flatten a saturated softmax (mnist-7's logits are in
+	// the thousands), which leaves its triggers tens of logits from any boundary; these
+	// triggers sit just above the float32 noise floor, so any weight change that moves
+	// logits by more than that flips some of them.
+	MethodBoundary Method = "boundary"
+)
+
+// Methods lists the trigger methods Watermark accepts.
+var Methods = []Method{MethodBoundary, MethodPaper}
+
+// BoundaryMargin is how many margin floors above the boundary MethodBoundary leaves
+// each trigger: a safety factor against runtimes that round differently.
+const BoundaryMargin = 2
+
+// bisectionSteps halves the segment this many times: 2^-24 is below float32 resolution
+// of the mix coefficient.
+const bisectionSteps = 24
+
+// WatermarkOptions tune Watermark. Zero values take the documented defaults.
+type WatermarkOptions struct {
+	// Method selects how triggers are made (default MethodBoundary).
+	Method Method
+	// Triggers is the number of trigger inputs N (default 100).
+	Triggers int
+	// InputMin and InputMax bound every input value (default 0 and 1; mnist-7 wants 0 and 255).
+	InputMin, InputMax float64
+	// Lambda weighs the variance term (default 10).
+	Lambda float64
+	// LearningRate is Adam's step size (default 1e-3); betas are the paper's (0.5, 0.999).
+	LearningRate float64
+	// MaxSteps bounds the optimisation (default 300, the paper's budget).
+	MaxSteps int
+	// MarginFloor is the smallest top-1/top-2 logit margin a trigger may keep, relative
+	// to the largest absolute logit of its row (default 1e-5). It keeps triggers clear
+	// of float32 rounding, so a byte-identical model never fails verification.
+	MarginFloor float64
+	// Progress, when set, is called after every step.
+	Progress func(Progress)
+}
+
+func (o *WatermarkOptions) setDefaults() error {
+	if o.Method == "" {
+		o.Method = MethodBoundary
+	}
+	if o.Triggers == 0 {
+		o.Triggers = 100
+	}
+	if o.InputMin == 0 && o.InputMax == 0 {
+		o.InputMax = 1
+	}
+	if o.Lambda == 0 {
+		o.Lambda = 10
+	}
+	if o.LearningRate == 0 {
+		o.LearningRate = 1e-3
+	}
+	if o.MaxSteps == 0 {
+		o.MaxSteps = 300
+	}
+	if o.MarginFloor == 0 {
+		o.MarginFloor = 1e-5
+	}
+	switch {
+	case o.Method != MethodPaper && o.Method != MethodBoundary:
+		return fmt.Errorf("method %q: want one of %v", o.Method, Methods)
+	case o.Triggers < 1 || o.Triggers > MaxTriggers:
+		return fmt.Errorf("triggers %d: must be between 1 and %d", o.Triggers, MaxTriggers)
+	case !(o.InputMax > o.InputMin) || math.IsInf(o.InputMax-o.InputMin, 0):
+		return fmt.Errorf("input range [%g, %g]: the maximum must exceed the minimum", o.InputMin, o.InputMax)
+	case o.Lambda < 0 || o.LearningRate <= 0 || o.MaxSteps < 1 || o.MarginFloor < 0:
+		return errors.New("lambda, learning rate, max steps and margin floor must be positive")
+	}
+	return nil
+}
+
+// MaxTriggers bounds the trigger count of one bundle.
+const MaxTriggers = 10000
+
+// Watermark trains a trigger generator against the frozen model (the ONNX file's
+// bytes) with the key, and returns the bundle to seal. It fails, rather than
+// returning a partial watermark, when the step budget ends before every trigger is
+// labelled as the key says.
+func Watermark(ctx context.Context, model []byte, key Key, opts WatermarkOptions) (*Bundle, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	net, err := LoadNetwork(model)
+	if err != nil {
+		return nil, err
+	}
+	n, size := opts.Triggers, net.InputSize()
+	labels := key.KeyLabels(n, net.Classes)
+
+	g := G.NewGraph()
+	gen := newGenerator(g, key.rng("generator"), size)
+	noise := gaussian(key.rng("noise"), n*noiseDim, 1)
+	z := G.NewMatrix(g, tensor.Float32, G.WithShape(n, noiseDim), G.WithName("noise"),
+		G.WithValue(tensor.New(tensor.WithShape(n, noiseDim), tensor.WithBacking(noise))))
+	x, err := gen.forward(z, opts.InputMin, opts.InputMax, net.InputShape)
+	if err != nil {
+		return nil, err
+	}
+	built, err := net.Build(g, x)
+	if err != nil {
+		return nil, err
+	}
+	loss, err := paperLoss(built.Logits, labels, net.Classes, opts.Lambda)
+	if err != nil {
+		return nil, fmt.Errorf("building the loss: %w", err)
+	}
+	if _, err := G.Grad(loss, gen.learnables()...); err != nil {
+		return nil, fmt.Errorf("differentiating the loss: %w", err)
+	}
+	// The tape machine reuses buffers: read what we need through Read.
+	var triggersVal, logitsVal, lossVal G.Value
+	G.Read(x, &triggersVal)
+	G.Read(built.Logits, &logitsVal)
+	G.Read(loss, &lossVal)
+	vm := G.NewTapeMachine(g, G.BindDualValues(gen.learnables()...))
+	defer vm.Close()
+	solver := G.NewAdamSolver(G.WithLearnRate(opts.LearningRate), G.WithBeta1(0.5), G.WithBeta2(0.999))
+
+	verifier, err := nn.NewRunner(net, n, tensor.Float32)
+	if err != nil {
+		return nil, err
+	}
+	defer verifier.Close()
+
+	for step := 1; step <= opts.MaxSteps; step++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		vm.Reset()
+		if err := vm.RunAll(); err != nil {
+			return nil, fmt.Errorf("training step %d: %w", step, err)
+		}
+		logits, err := valueFloat64(logitsVal)
+		if err != nil {
+			return nil, err
+		}
+		matched := countMatches(logits, labels, net.Classes, opts.MarginFloor)
+		lossNow := float64(lossVal.Data().(float32))
+		if opts.Progress != nil {
+			opts.Progress(Progress{Step: step, MaxSteps: opts.MaxSteps, Loss: lossNow, KeyMatch: float64(matched) / float64(n)})
+		}
+		if matched == n {
+			// Confirm on the inference path Verify uses before stopping.
+			triggers := append([]float32(nil), triggersVal.Data().([]float32)...)
+			check, err := verifier.Logits(triggers)
+			if err != nil {
+				return nil, err
+			}
+			if countMatches(check, labels, net.Classes, opts.MarginFloor) == n {
+				if opts.Method == MethodBoundary {
+					if triggers, check, err = refineToBoundary(verifier, triggers, labels, net.Classes, BoundaryMargin*opts.MarginFloor); err != nil {
+						return nil, err
+					}
+				}
+				_, margins := nn.TopTwo(check, net.Classes)
+				return &Bundle{
+					Method:      opts.Method,
+					ModelDigest: sha256.Sum256(model),
+					InputName:   net.InputName,
+					InputShape:  net.InputShape,
+					InputMin:    opts.InputMin,
+					InputMax:    opts.InputMax,
+					Classes:     net.Classes,
+					KeyLabels:   labels,
+					Triggers:    triggers,
+					Margins:     toFloat32(margins),
+					Steps:       step,
+					Lambda:      opts.Lambda,
+					FinalLoss:   lossNow,
+				}, nil
+			}
+		}
+		if err := solver.Step(G.NodesToValueGrads(gen.learnables())); err != nil {
+			return nil, fmt.Errorf("training step %d: %w", step, err)
+		}
+	}
+	return nil, fmt.Errorf("%w: %d steps did not label every trigger as the key says; raise --max-steps or lower --lambda", ErrNotConverged, opts.MaxSteps)
+}
+
+// refineToBoundary moves trigger i along the segment towards partner(i), a trigger
+// with another key label, to the last point (found by bisection, all triggers in one
+// batch per step) where it keeps its key label with a margin of at least floor times
+// its row's largest absolute logit. Points on the segment stay in the input range,
+// since both ends are in it. It returns the refined triggers and their logits.
+func refineToBoundary(r *nn.Runner, triggers []float32, labels []int, classes int, floor float64) ([]float32, []float64, error) {
+	n := len(labels)
+	size := len(triggers) / n
+	partner := make([]int, n)
+	for i := range partner {
+		partner[i] = -1
+		for d := 1; d < n; d++ {
+			if j := (i + d) % n; labels[j] != labels[i] {
+				partner[i] = j
+				break
+			}
+		}
+	}
+	mix := func(alpha []float64) []float32 {
+		out := make([]float32, len(triggers))
+		for i := 0; i < n; i++ {
+			a := float32(alpha[i])
+			x, y := triggers[i*size:(i+1)*size], out[i*size:(i+1)*size]
+			if partner[i] < 0 {
+				copy(y, x)
+				continue
+			}
+			p := triggers[partner[i]*size : (partner[i]+1)*size]
+			for k := range y {
+				y[k] = x[k] + a*(p[k]-x[k])
+			}
+		}
+		return out
+	}
+	holds := func(logits []float64, i int) bool {
+		return countMatches(logits[i*classes:(i+1)*classes], labels[i:i+1], classes, floor) == 1
+	}
+	lo, hi := make([]float64, n), make([]float64, n)
+	for i := range hi {
+		hi[i] = 1
+	}
+	mid := make([]float64, n)
+	for step := 0; step < bisectionSteps; step++ {
+		for i := range mid {
+			mid[i] = (lo[i] + hi[i]) / 2
+		}
+		logits, err := r.Logits(mix(mid))
+		if err != nil {
+			return nil, nil, err
+		}
+		for i := range mid {
+			if holds(logits, i) {
+				lo[i] = mid[i]
+			} else {
+				hi[i] = mid[i]
+			}
+		}
+	}
+	refined := mix(lo)
+	logits, err := r.Logits(refined)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i := 0; i < n; i++ {
+		if !holds(logits, i) { // cannot happen: lo only ever moved to points that held
+			return nil, nil, fmt.Errorf("boundary refinement lost trigger %d's key label", i)
+		}
+	}
+	return refined, logits, nil
+}
+
+// ErrNotConverged is returned when training ends without a 100% key match.
+var ErrNotConverged = errors.New("watermarking did not converge")
+
+// LoadNetwork decodes and compiles an ONNX model, turning any panic from the
+// decoding or graph libraries into an error.
+func LoadNetwork(model []byte) (net *nn.Network, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			net, err = nil, fmt.Errorf("loading the model: internal error: %v", p)
+		}
+	}()
+	m, err := onnx.Decode(model)
+	if err != nil {
+		return nil, err
+	}
+	return nn.Compile(m)
+}
+
+// paperLoss builds mean_i CE(logits_i, t_i) + lambda * var(P), the variance taken over
+// all N*C entries of the softmax matrix P with the unbiased (N*C - 1) denominator, as
+// torch.var computes it in the authors' code.
+func paperLoss(logits *G.Node, labels []int, classes int, lambda float64) (*G.Node, error) {
+	n := len(labels)
+	onehot := make([]float32, n*classes)
+	for i, l := range labels {
+		onehot[i*classes+l] = 1
+	}
+	target := G.NewConstant(tensor.New(tensor.WithShape(n, classes), tensor.WithBacking(onehot)), G.WithName("key_onehot"))
+	logP, err := nn.LogSoftmax(logits)
+	if err != nil {
+		return nil, err
+	}
+	picked, err := G.HadamardProd(logP, target)
+	if err != nil {
+		return nil, err
+	}
+	ce, err := G.Sum(picked)
+	if err != nil {
+		return nil, err
+	}
+	if ce, err = G.Mul(ce, G.NewConstant(float32(-1/float64(n)))); err != nil {
+		return nil, err
+	}
+	if lambda == 0 {
+		return ce, nil
+	}
+	p, err := G.Exp(logP)
+	if err != nil {
+		return nil, err
+	}
+	dev, err := G.Sub(p, G.NewConstant(float32(1/float64(classes))))
+	if err != nil {
+		return nil, err
+	}
+	sq, err := G.Square(dev)
+	if err != nil {
+		return nil, err
+	}
+	variance, err := G.Sum(sq)
+	if err != nil {
+		return nil, err
+	}
+	if variance, err = G.Mul(variance, G.NewConstant(float32(lambda/float64(n*classes-1)))); err != nil {
+		return nil, err
+	}
+	return G.Add(ce, variance)
+}
+
+// countMatches counts rows whose top-1 label is the key label with a margin of at
+// least floor times the row's largest absolute logit.
+func countMatches(logits []float64, labels []int, classes int, floor float64) int {
+	top, margins := nn.TopTwo(logits, classes)
+	matched := 0
+	for i, l := range labels {
+		if top[i] != l {
+			continue
+		}
+		scale := 0.0
+		for _, v := range logits[i*classes : (i+1)*classes] {
+			scale = math.Max(scale, math.Abs(v))
+		}
+		if margins[i] >= floor*scale {
+			matched++
+		}
+	}
+	return matched
+}
+
+func valueFloat64(v G.Value) ([]float64, error) {
+	switch d := v.Data().(type) {
+	case []float32:
+		out := make([]float64, len(d))
+		for i, x := range d {
+			out[i] = float64(x)
+		}
+		return out, nil
+	case []float64:
+		return d, nil
+	}
+	return nil, fmt.Errorf("unexpected value %T", v.Data())
+}
+
+func toFloat32(v []float64) []float32 {
+	out := make([]float32, len(v))
+	for i, x := range v {
+		out[i] = float32(x)
+	}
+	return out
+}
