@@ -179,7 +179,7 @@ func Watermark(ctx context.Context, model []byte, key Key, opts WatermarkOptions
 			}
 			if countMatches(check, labels, net.Classes, opts.MarginFloor) == n {
 				if opts.Method == MethodBoundary {
-					if triggers, check, err = refineToBoundary(verifier, triggers, labels, net.Classes, BoundaryMargin*opts.MarginFloor); err != nil {
+					if triggers, check, err = refineToBoundary(net, verifier, triggers, labels, BoundaryMargin*opts.MarginFloor); err != nil {
 						return nil, err
 					}
 				}
@@ -211,9 +211,17 @@ func Watermark(ctx context.Context, model []byte, key Key, opts WatermarkOptions
 // refineToBoundary moves trigger i along the segment towards partner(i), a trigger
 // with another key label, to the last point (found by bisection, all triggers in one
 // batch per step) where it keeps its key label with a margin of at least floor times
-// its row's largest absolute logit. Points on the segment stay in the input range,
-// since both ends are in it. It returns the refined triggers and their logits.
-func refineToBoundary(r *nn.Runner, triggers []float32, labels []int, classes int, floor float64) ([]float32, []float64, error) {
+// its row's largest absolute logit, both in float32 (r) and in float64: a trigger
+// whose label depends on the precision of inference would be a false alarm waiting
+// for another runtime. Points on the segment stay in the input range, since both ends
+// are in it. It returns the refined triggers and their float32 logits.
+func refineToBoundary(net *nn.Network, r *nn.Runner, triggers []float32, labels []int, floor float64) ([]float32, []float64, error) {
+	classes := net.Classes
+	r64, err := nn.NewRunner(net, r.Batch(), tensor.Float64)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer r64.Close()
 	n := len(labels)
 	size := len(triggers) / n
 	partner := make([]int, n)
@@ -254,12 +262,17 @@ func refineToBoundary(r *nn.Runner, triggers []float32, labels []int, classes in
 		for i := range mid {
 			mid[i] = (lo[i] + hi[i]) / 2
 		}
-		logits, err := r.Logits(mix(mid))
+		candidate := mix(mid)
+		logits, err := r.Logits(candidate)
+		if err != nil {
+			return nil, nil, err
+		}
+		logits64, err := r64.Logits(candidate)
 		if err != nil {
 			return nil, nil, err
 		}
 		for i := range mid {
-			if holds(logits, i) {
+			if holds(logits, i) && holds(logits64, i) {
 				lo[i] = mid[i]
 			} else {
 				hi[i] = mid[i]
