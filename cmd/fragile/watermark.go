@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/fragile-operator/fragile-operator/pkg/fragile"
+)
+
+func init() { subcommands["watermark"] = watermark }
+
+func watermark(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("watermark", flag.ContinueOnError)
+	modelRef := fs.String("model", "", "ONNX model file or http(s) URL (required)")
+	keyPath := fs.String("key", "", "key file from `fragile keygen` (required)")
+	out := fs.String("out", "", "sealed bundle file to write")
+	outSecret := fs.String("out-secret", "", "write the sealed bundle into this Secret of the pod's namespace (in-cluster)")
+	report := fs.String("report", "", "also write the JSON report here (a Job's termination message path)")
+	triggers := fs.Int("triggers", 100, "number of triggers")
+	inputRange := fs.String("input-range", "0,1", "MIN,MAX of the model's input values (mnist-7: 0,255)")
+	method := fs.String("method", string(fragile.MethodBoundary), "trigger method: "+methodNames())
+	lambda := fs.Float64("lambda", 10, "weight of the paper's variance term")
+	lr := fs.Float64("learning-rate", 1e-3, "Adam learning rate")
+	maxSteps := fs.Int("max-steps", 300, "optimisation step budget")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	start := time.Now()
+	result := fragile.WatermarkReport{Result: fragile.WatermarkFailed, Method: *method, Triggers: *triggers}
+	failWith := func(err error) int {
+		result.Message = err.Error()
+		result.DurationSeconds = time.Since(start).Seconds()
+		if werr := writeReport(*report, result); werr != nil {
+			fmt.Fprintf(os.Stderr, "fragile watermark: writing the report: %v\n", werr)
+		}
+		return fail("watermark", err)
+	}
+	if *modelRef == "" || *keyPath == "" || (*out == "" && *outSecret == "") {
+		return failWith(errors.New("--model, --key and one of --out or --out-secret are required"))
+	}
+	lo, hi, err := parseRange(*inputRange)
+	if err != nil {
+		return failWith(err)
+	}
+	key, err := readKey(*keyPath)
+	if err != nil {
+		return failWith(err)
+	}
+	model, err := readModel(ctx, *modelRef)
+	if err != nil {
+		return failWith(err)
+	}
+	progress := newProgressPrinter()
+	if *outSecret != "" {
+		toSecret := newSecretProgressReporter(ctx, *outSecret)
+		toTerminal := progress
+		progress = func(p fragile.Progress) { toTerminal(p); toSecret(p) }
+	}
+	bundle, err := fragile.Watermark(ctx, model, key, fragile.WatermarkOptions{
+		Method:       fragile.Method(*method),
+		Triggers:     *triggers,
+		InputMin:     lo,
+		InputMax:     hi,
+		Lambda:       *lambda,
+		LearningRate: *lr,
+		MaxSteps:     *maxSteps,
+		Progress:     progress,
+	})
+	if err != nil {
+		return failWith(err)
+	}
+	sealed, err := fragile.Seal(bundle, key)
+	if err != nil {
+		return failWith(err)
+	}
+	if *out != "" {
+		if err := os.WriteFile(*out, sealed, 0o600); err != nil {
+			return failWith(err)
+		}
+	}
+	if *outSecret != "" {
+		if err := writeBundleSecret(ctx, *outSecret, sealed); err != nil {
+			return failWith(err)
+		}
+	}
+	result = fragile.WatermarkReport{
+		Result:          fragile.WatermarkSucceeded,
+		Method:          string(bundle.Method),
+		Triggers:        bundle.Len(),
+		KeyMatch:        1,
+		Steps:           bundle.Steps,
+		ModelDigest:     bundle.DigestString(),
+		KeyID:           key.ID(),
+		BundleBytes:     len(sealed),
+		DurationSeconds: time.Since(start).Seconds(),
+	}
+	if err := writeReport(*report, result); err != nil {
+		return fail("watermark", err)
+	}
+	minMargin, maxMargin := marginRange(bundle.Margins)
+	fmt.Printf("watermarked %s: %d triggers, 100%% key match after %d steps (%s), top-1/top-2 margins %.3g..%.3g, %.1fs\n",
+		*modelRef, bundle.Len(), bundle.Steps, bundle.Method, minMargin, maxMargin, result.DurationSeconds)
+	fmt.Printf("model %s, bundle %d bytes sealed with key ID %s\n", result.ModelDigest, len(sealed), result.KeyID)
+	return 0
+}
+
+func methodNames() string {
+	names := make([]string, len(fragile.Methods))
+	for i, m := range fragile.Methods {
+		names[i] = string(m)
+	}
+	return strings.Join(names, ", ")
+}
+
+func marginRange(m []float32) (lo, hi float32) {
+	lo, hi = m[0], m[0]
+	for _, v := range m {
+		lo, hi = min(lo, v), max(hi, v)
+	}
+	return lo, hi
+}
+
+// newProgressPrinter shows a progress bar on a terminal and a plain log line every
+// few seconds otherwise (a Job's log, CI).
+func newProgressPrinter() func(fragile.Progress) {
+	if term.IsTerminal(int(os.Stderr.Fd())) {
+		return func(p fragile.Progress) {
+			const width = 30
+			done := width * p.Step / p.MaxSteps
+			fmt.Fprintf(os.Stderr, "\rtraining [%s%s] step %d/%d  key match %3.0f%%  loss %.4g ",
+				strings.Repeat("#", done), strings.Repeat(".", width-done), p.Step, p.MaxSteps, 100*p.KeyMatch, p.Loss)
+			if p.KeyMatch == 1 || p.Step == p.MaxSteps {
+				fmt.Fprintln(os.Stderr)
+			}
+		}
+	}
+	var last time.Time
+	return func(p fragile.Progress) {
+		if time.Since(last) < 2*time.Second && p.KeyMatch < 1 && p.Step < p.MaxSteps {
+			return
+		}
+		last = time.Now()
+		fmt.Fprintf(os.Stderr, "training step %d/%d: key match %.0f%%, loss %.4g\n", p.Step, p.MaxSteps, 100*p.KeyMatch, p.Loss)
+	}
+}
