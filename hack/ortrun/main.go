@@ -95,7 +95,7 @@ func run(lib, model, inputs string, n int, inName, outName, shapeText string, cl
 	}
 	defer session.Destroy()
 	result := struct {
-		RoundSeconds []float64  `json:"roundSeconds"`
+		RoundSeconds []float64   `json:"roundSeconds"`
 		Logits       [][]float32 `json:"logits"`
 	}{Logits: make([][]float32, n)}
 	for r := 0; r < rounds; r++ {
