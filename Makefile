@@ -1,0 +1,47 @@
+# fragile-operator. The two commands a newcomer needs:
+#   make demo   watermark mnist-7, verify it, tamper with it, verify again
+#   make test   everything CI runs (builds the test API server binaries on first use)
+
+SHELL := /usr/bin/env bash
+export GOTOOLCHAIN := local
+
+CONTROLLER_TOOLS_VERSION ?= v0.23.0
+CONTROLLER_GEN ?= go run sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
+BIN ?= bin
+
+.PHONY: all
+all: build
+
+.PHONY: demo
+demo: ## Run the product's story end to end on this machine.
+	hack/demo.sh
+
+.PHONY: test
+test: ## Run every check CI runs: format, vet, manifests, unit, envtest and fuzz smoke tests.
+	hack/test.sh
+
+.PHONY: manifests
+manifests: ## Generate the CRD and RBAC manifests from the API types and markers.
+	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./api/..." paths="./controllers/..." output:crd:artifacts:config=config/crd/bases
+
+.PHONY: generate
+generate: ## Generate the DeepCopy methods of the API types.
+	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
+
+.PHONY: build
+build: ## Build the one binary, bin/fragile.
+	go build -o $(BIN)/fragile ./cmd/fragile
+
+.PHONY: run
+run: ## Run the manager against the cluster in $KUBECONFIG.
+	go run ./cmd/fragile manager
+
+.PHONY: bench
+bench: ## Measure watermark and verify speed against onnx-go and onnxruntime (BENCHMARKS.md).
+	hack/bench.sh
+
+.PHONY: fmt vet
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+vet:
+	go vet ./...
