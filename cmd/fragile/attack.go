@@ -16,14 +16,18 @@ func init() { subcommands["attack"] = attackCommand }
 // attackCommand writes a modified copy of a model, for testing detection.
 func attackCommand(ctx context.Context, args []string) int {
 	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "usage: fragile attack noise --model IN --out OUT --sigma S [--relative] [--seed N]")
+		fmt.Fprintln(os.Stderr, "usage: fragile attack noise|prune|fp16 --model IN --out OUT [attack flags]")
 		return exitUsage
 	}
 	switch args[0] {
 	case "noise":
 		return attackNoise(ctx, args[1:])
+	case "prune":
+		return attackPrune(ctx, args[1:])
+	case "fp16":
+		return attackFloat16(ctx, args[1:])
 	default:
-		return fail("attack", fmt.Errorf("unknown attack %q (available: noise)", args[0]))
+		return fail("attack", fmt.Errorf("unknown attack %q (available: noise, prune, fp16)", args[0]))
 	}
 }
 
@@ -56,5 +60,47 @@ func attackNoise(ctx context.Context, args []string) int {
 		kind = "relative to each tensor's standard deviation"
 	}
 	fmt.Printf("wrote %s: Gaussian weight noise, sigma %g (%s), seed %d\n", *out, *sigma, kind, *seed)
+	return 0
+}
+
+func attackPrune(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("attack prune", flag.ContinueOnError)
+	in := fs.String("model", "", "ONNX model to attack (required)")
+	out := fs.String("out", "", "attacked ONNX model to write (required)")
+	fraction := fs.Float64("fraction", 0.01, "fraction of each weight tensor's smallest-magnitude weights to zero")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	return writeAttacked(ctx, "attack prune", *in, *out, func(m []byte) ([]byte, error) { return attack.Prune(m, *fraction) },
+		fmt.Sprintf("magnitude pruning of %g of each weight tensor", *fraction))
+}
+
+func attackFloat16(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("attack fp16", flag.ContinueOnError)
+	in := fs.String("model", "", "ONNX model to attack (required)")
+	out := fs.String("out", "", "attacked ONNX model to write (required)")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	return writeAttacked(ctx, "attack fp16", *in, *out, attack.Float16, "weights rounded to float16 and back")
+}
+
+// writeAttacked reads a model, applies fn and writes the result.
+func writeAttacked(ctx context.Context, cmd, in, out string, fn func([]byte) ([]byte, error), what string) int {
+	if in == "" || out == "" {
+		return fail(cmd, errors.New("--model and --out are required"))
+	}
+	model, err := readModel(ctx, in)
+	if err != nil {
+		return fail(cmd, err)
+	}
+	attacked, err := fn(model)
+	if err != nil {
+		return fail(cmd, err)
+	}
+	if err := os.WriteFile(out, attacked, 0o644); err != nil {
+		return fail(cmd, err)
+	}
+	fmt.Printf("wrote %s: %s\n", out, what)
 	return 0
 }
