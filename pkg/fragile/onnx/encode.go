@@ -116,7 +116,8 @@ func encodeAttribute(a *Attribute) []byte {
 	return b
 }
 
-// EncodeTensor writes one TensorProto; FLOAT, DOUBLE and INT64 values go to raw_data.
+// EncodeTensor writes one TensorProto; FLOAT, DOUBLE, INT64 and INT32 values go to
+// raw_data.
 func EncodeTensor(t *Tensor) []byte {
 	var b []byte
 	for _, d := range t.Dims {
@@ -144,6 +145,11 @@ func EncodeTensor(t *Tensor) []byte {
 		raw = make([]byte, 8*len(t.Int64))
 		for i, v := range t.Int64 {
 			binary.LittleEndian.PutUint64(raw[8*i:], uint64(v))
+		}
+	case DataTypeInt32:
+		raw = make([]byte, 4*len(t.Int64))
+		for i, v := range t.Int64 {
+			binary.LittleEndian.PutUint32(raw[4*i:], uint32(int32(v)))
 		}
 	}
 	b = protowire.AppendTag(b, 9, protowire.BytesType)
