@@ -1,0 +1,99 @@
+package v1alpha1
+
+// Condition types of a ModelWatermark. Each is set on every reconcile with the resource's
+// generation; Unknown means "not established yet or could not be established", never "bad".
+const (
+	// ConditionWatermarked is True when a training Job for the current spec finished, its
+	// report says every trigger matched its key label, and the sealed bundle is in place.
+	// False means training failed or its result cannot be used; Unknown means it is running,
+	// not started, or suspended.
+	ConditionWatermarked = "Watermarked"
+
+	// ConditionIntact is True when the newest verification Job found every trigger still
+	// labelled as the key says. It is False only with reason TamperDetected, i.e. when at
+	// least one label changed: a model that could not be read, a crashed Job or a garbled
+	// report gives Unknown (reason VerificationFailed), never False. A TamperDetected verdict
+	// stays until a later verification finds the model intact, so that breaking verification
+	// after tampering cannot clear the alarm.
+	ConditionIntact = "Intact"
+
+	// ConditionReady summarises the other two: True when the model is watermarked, its latest
+	// verdict is intact, the pinned digest (if any) matches and the resource is not suspended.
+	// Otherwise it takes the status, reason and message of the first condition that is not True,
+	// or False with reason DigestMismatch or Suspended.
+	ConditionReady = "Ready"
+)
+
+// Reasons used by the Watermarked condition.
+const (
+	// ReasonTrainingPending: no training Job exists yet for the current spec.
+	ReasonTrainingPending = "TrainingPending"
+	// ReasonTrainingInProgress: the training Job for the current spec is running.
+	ReasonTrainingInProgress = "TrainingInProgress"
+	// ReasonTrainingFailed: the training Job failed, timed out, or ended without a usable report.
+	ReasonTrainingFailed = "TrainingFailed"
+	// ReasonWatermarked: training succeeded and the bundle is sealed (Watermarked=True).
+	ReasonWatermarked = "Watermarked"
+	// ReasonBundleMissing: training succeeded but the bundle Secret is gone or holds a bundle of
+	// another spec; delete the training Job named in the message to retrain.
+	ReasonBundleMissing = "BundleMissing"
+	// ReasonKeySecretNotFound: spec.keySecretRef names a Secret that does not exist. Used by
+	// Watermarked before training, and by Intact afterwards (verification cannot run either).
+	ReasonKeySecretNotFound = "KeySecretNotFound"
+	// ReasonJobRejected: the API server refused a Job built from this spec (for example an
+	// invalid spec.model.volume); the message carries the API server's words.
+	ReasonJobRejected = "JobRejected"
+)
+
+// Reasons used by the Intact condition.
+const (
+	// ReasonAwaitingWatermark: nothing to verify until Watermarked is True.
+	ReasonAwaitingWatermark = "AwaitingWatermark"
+	// ReasonVerificationPending: watermarked, but no verification Job has finished yet.
+	ReasonVerificationPending = "VerificationPending"
+	// ReasonIntact: every trigger kept its key label in the newest verification (Intact=True).
+	ReasonIntact = "Intact"
+	// ReasonTamperDetected: at least one trigger changed its label: the model's weights are not
+	// the ones that were watermarked (Intact=False; the only reason Intact is ever False with).
+	ReasonTamperDetected = "TamperDetected"
+	// ReasonVerificationFailed: the newest verification reached no verdict (unreadable model,
+	// wrong key, corrupt bundle, timeout, crash, missing or garbled report). Intact=Unknown.
+	ReasonVerificationFailed = "VerificationFailed"
+)
+
+// Reasons used only by the Ready condition; otherwise Ready borrows the reason of the
+// condition that keeps it from being True.
+const (
+	// ReasonReady: watermarked and verified intact (Ready=True).
+	ReasonReady = "Ready"
+	// ReasonDigestMismatch: the model bytes differ from spec.model.sha256. Also used by
+	// Watermarked=False when the bytes presented for training were not the pinned ones.
+	ReasonDigestMismatch = "DigestMismatch"
+	// ReasonSuspended: spec.suspend is true; no new Jobs start. Also used by Watermarked=Unknown
+	// when suspension prevents the first training run.
+	ReasonSuspended = "Suspended"
+)
+
+// Annotations and labels the operator and its Jobs share. They are API because the `fragile`
+// binary running inside the training Job writes some of them.
+const (
+	// AnnotationTrainingProgress is set by the training Job on the bundle Secret while it runs,
+	// throttled, e.g. "step 40/300, key match 87%".
+	AnnotationTrainingProgress = "fragile.dev/training-progress"
+	// AnnotationWatermarkHash on the bundle Secret names the watermark (a hash of the spec
+	// fields that define it) the Secret is reserved for. The controller sets it before starting a
+	// training Job; the Job refuses to write a bundle into a Secret reserved for another hash, so
+	// a superseded Job still shutting down cannot overwrite a newer bundle.
+	AnnotationWatermarkHash = "fragile.dev/watermark-hash"
+	// AnnotationBundleDigest is set by the training Job with the bundle bytes: "sha256:<hex>" of
+	// the sealed bundle. Its presence marks the bundle as written.
+	AnnotationBundleDigest = "fragile.dev/bundle-digest"
+
+	// LabelModelWatermark on every owned object names the ModelWatermark it belongs to.
+	LabelModelWatermark = "fragile.dev/modelwatermark"
+	// LabelWatermarkHash on Jobs names the watermark they train or verify.
+	LabelWatermarkHash = "fragile.dev/watermark-hash"
+
+	// EnvWatermarkHash is how the training Job learns its watermark hash.
+	EnvWatermarkHash = "FRAGILE_WATERMARK_HASH"
+)
