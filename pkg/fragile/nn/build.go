@@ -201,7 +201,7 @@ func buildIdentity(b *builder, node *onnx.Node) error {
 func buildConstant(b *builder, node *onnx.Node) error {
 	a := node.Attr("value")
 	if a == nil || a.T == nil {
-		return fmt.Errorf("only the tensor form of Constant is supported")
+		return unsupported("only the tensor form of Constant is supported")
 	}
 	t := *a.T
 	t.Name = node.Outputs[0]
@@ -211,7 +211,7 @@ func buildConstant(b *builder, node *onnx.Node) error {
 	case onnx.DataTypeFloat:
 		b.values[t.Name] = G.NewTensor(b.g, b.dtype, len(t.Dims), G.WithShape(intDims(t.Dims)...), G.WithName(t.Name), G.WithValue(b.tensorValue(&t)))
 	default:
-		return fmt.Errorf("constant of type %s is not supported", t.DataType)
+		return unsupported("constant of type %s is not supported", t.DataType)
 	}
 	return nil
 }
@@ -389,12 +389,12 @@ func spatialPads(node *onnx.Node, in, kernel, strides, dilations []int) ([]int, 
 			}
 		}
 	default:
-		return nil, fmt.Errorf("auto_pad %q is not supported", autoPad)
+		return nil, unsupported("auto_pad %q is not supported", autoPad)
 	}
 	sym := make([]int, len(kernel))
 	for i := range kernel {
 		if pads[i] != pads[i+len(kernel)] {
-			return nil, fmt.Errorf("asymmetric padding %v is not supported", pads)
+			return nil, unsupported("asymmetric padding %v is not supported", pads)
 		}
 		sym[i] = pads[i]
 	}
@@ -411,10 +411,10 @@ func buildConv(b *builder, node *onnx.Node) error {
 		return err
 	}
 	if x.Dims() != 4 || w.Dims() != 4 {
-		return fmt.Errorf("only 2-D convolution (4-D tensors) is supported, got input %v and weight %v", x.Shape(), w.Shape())
+		return unsupported("only 2-D convolution (4-D tensors) is supported, got input %v and weight %v", x.Shape(), w.Shape())
 	}
 	if g := attrInt(node, "group", 1); g != 1 {
-		return fmt.Errorf("group=%d is not supported", g)
+		return unsupported("group=%d is not supported", g)
 	}
 	kernel := attrInts(node, "kernel_shape", w.Shape()[2:])
 	strides := attrInts(node, "strides", []int{1, 1})
@@ -449,22 +449,22 @@ func buildMaxPool(b *builder, node *onnx.Node) error {
 		return err
 	}
 	if x.Dims() != 4 {
-		return fmt.Errorf("only 2-D pooling (4-D tensors) is supported, got %v", x.Shape())
+		return unsupported("only 2-D pooling (4-D tensors) is supported, got %v", x.Shape())
 	}
 	if attrInt(node, "ceil_mode", 0) != 0 {
-		return fmt.Errorf("ceil_mode=1 is not supported")
+		return unsupported("ceil_mode=1 is not supported")
 	}
 	if len(node.Outputs) > 1 && node.Outputs[1] != "" {
-		return fmt.Errorf("the Indices output is not supported")
+		return unsupported("the Indices output is not supported")
 	}
 	kernel := attrInts(node, "kernel_shape", nil)
 	if len(kernel) != 2 {
-		return fmt.Errorf("kernel_shape %v: a 2-D kernel is required", kernel)
+		return unsupported("kernel_shape %v: a 2-D kernel is required", kernel)
 	}
 	strides := attrInts(node, "strides", []int{1, 1})
 	dilations := attrInts(node, "dilations", []int{1, 1})
 	if dilations[0] != 1 || dilations[1] != 1 {
-		return fmt.Errorf("dilations %v are not supported", dilations)
+		return unsupported("dilations %v are not supported", dilations)
 	}
 	pads, err := spatialPads(node, x.Shape()[2:], kernel, strides, dilations)
 	if err != nil {
@@ -488,7 +488,7 @@ func buildMatMul(b *builder, node *onnx.Node) error {
 		return err
 	}
 	if x.Dims() != 2 || w.Dims() != 2 {
-		return fmt.Errorf("only 2-D MatMul is supported, got %v and %v", x.Shape(), w.Shape())
+		return unsupported("only 2-D MatMul is supported, got %v and %v", x.Shape(), w.Shape())
 	}
 	y, err := G.Mul(x, w)
 	if err != nil {
@@ -638,7 +638,7 @@ func buildBatchNorm(b *builder, node *onnx.Node) error {
 	if len(node.Outputs) > 1 {
 		for _, o := range node.Outputs[1:] {
 			if o != "" {
-				return fmt.Errorf("training-mode outputs (running mean/var) are not supported")
+				return unsupported("training-mode outputs (running mean/var) are not supported")
 			}
 		}
 	}
@@ -706,7 +706,7 @@ func buildSoftmax(b *builder, node *onnx.Node) error {
 		axis += x.Dims()
 	}
 	if x.Dims() != 2 || axis != 1 {
-		return fmt.Errorf("only Softmax over axis 1 of a 2-D tensor is supported")
+		return unsupported("only Softmax over axis 1 of a 2-D tensor is supported")
 	}
 	y, err := Softmax(x)
 	if err != nil {
@@ -731,3 +731,15 @@ func (n *Network) probeClasses() (int, error) {
 	}
 	return classes, nil
 }
+
+// unsupported reports a model feature this package cannot run. Its text is the
+// message alone (apply prefixes the node and op), and it wraps ErrUnsupported, as
+// Compile promises for every such error.
+func unsupported(format string, args ...any) error {
+	return &unsupportedError{msg: fmt.Sprintf(format, args...)}
+}
+
+type unsupportedError struct{ msg string }
+
+func (e *unsupportedError) Error() string { return e.msg }
+func (e *unsupportedError) Unwrap() error { return ErrUnsupported }
