@@ -1,0 +1,225 @@
+package controllers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fragilev1alpha1 "github.com/fragile-operator/fragile-operator/api/v1alpha1"
+	"github.com/fragile-operator/fragile-operator/pkg/fragile"
+)
+
+// termination is what a finished Job's container left behind: its termination message and
+// exit status. The controller never reads logs.
+type termination struct {
+	found      bool
+	message    string
+	exitCode   int32
+	finishedAt time.Time
+}
+
+// jobRun is a Job together with what it reported.
+type jobRun struct {
+	job        *batchv1.Job
+	finished   bool
+	failed     bool      // the Job's Failed condition, for explaining a missing report
+	failReason string    // the Failed condition's reason and message
+	finishedAt time.Time // when the Job finished
+	term       termination
+}
+
+// readTermination finds the report of a finished Job: first on the Job itself (copied there by
+// an earlier reconcile), else in the newest terminated container status of its Pods. A report
+// found on a Pod is copied to the Job so that it outlives the Pod.
+func (r *ModelWatermarkReconciler) readTermination(ctx context.Context, job *batchv1.Job) (termination, error) {
+	if msg, ok := job.Annotations[annotationTerminationMessage]; ok {
+		code, err := strconv.ParseInt(job.Annotations[annotationExitCode], 10, 32)
+		if err == nil {
+			return termination{found: true, message: msg, exitCode: int32(code)}, nil
+		}
+	}
+
+	var pods corev1.PodList
+	if err := r.List(ctx, &pods, client.InNamespace(job.Namespace),
+		client.MatchingLabels{jobNameLabel: job.Name, labelManagedBy: managedBy}); err != nil {
+		return termination{}, err
+	}
+	var best termination
+	for i := range pods.Items {
+		for _, cs := range pods.Items[i].Status.ContainerStatuses {
+			t := cs.State.Terminated
+			if cs.Name != containerName || t == nil {
+				continue
+			}
+			if !best.found || t.FinishedAt.After(best.finishedAt) {
+				best = termination{found: true, message: t.Message, exitCode: t.ExitCode, finishedAt: t.FinishedAt.Time}
+			}
+		}
+	}
+	if !best.found {
+		return best, nil
+	}
+
+	// A merge patch touches only our two annotations, so it cannot conflict with the Job
+	// controller's status writes.
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{
+		annotationTerminationMessage: best.message,
+		annotationExitCode:           strconv.Itoa(int(best.exitCode)),
+	}}})
+	if err != nil {
+		return termination{}, err
+	}
+	if err := r.Patch(ctx, job.DeepCopy(), client.RawPatch(types.MergePatchType, patch)); err != nil {
+		return termination{}, client.IgnoreNotFound(err)
+	}
+	return best, nil
+}
+
+// observeJob classifies a Job and, once it has finished, reads its report.
+func (r *ModelWatermarkReconciler) observeJob(ctx context.Context, job *batchv1.Job) (jobRun, error) {
+	run := jobRun{job: job}
+	run.finished, run.failed, run.finishedAt, run.failReason = jobFinished(job)
+	if !run.finished {
+		return run, nil
+	}
+	t, err := r.readTermination(ctx, job)
+	if err != nil {
+		return run, err
+	}
+	// finishedAt stays the Job's own finish time even when the container's is known: the
+	// container time is lost once the report moves to the Job, and status must not change then.
+	run.term = t
+	return run, nil
+}
+
+// verdict is a finished verification Job interpreted. Its result is Failed whenever anything
+// about the report is missing, malformed or inconsistent: only a well-formed "tampered" report
+// whose exit status agrees (1) counts as tampering, so that no crash, timeout or bug in the
+// report path can raise a false alarm.
+type verdict struct {
+	run           jobRun
+	result        fragilev1alpha1.VerificationResult
+	total         int32
+	mismatched    int32
+	modelDigest   string
+	digestMatches bool
+	message       string
+}
+
+func (v verdict) conclusive() bool { return v.result != fragilev1alpha1.VerificationFailed }
+
+// maxMessage bounds report text copied into status and events.
+const maxMessage = 1024
+
+func interpretVerification(run jobRun) verdict {
+	v := verdict{run: run, result: fragilev1alpha1.VerificationFailed}
+	if !run.term.found {
+		v.message = "the verification Job finished without a termination message from its Pod"
+		if run.failReason != "" {
+			v.message += " (Job " + run.failReason + ")"
+		}
+		return v
+	}
+	var rep fragile.VerifyReport
+	if err := json.Unmarshal([]byte(run.term.message), &rep); err != nil {
+		v.message = "the verification Job's termination message is not a JSON report"
+		return v
+	}
+	v.total, v.mismatched = int32(rep.Total), int32(rep.Mismatched)
+	v.modelDigest, v.digestMatches = rep.ModelDigest, rep.DigestMatches
+	code := int32(rep.Result.ExitCode())
+	switch rep.Result {
+	case fragile.ResultIntact, fragile.ResultTampered:
+		if run.term.exitCode != code {
+			v.message = fmt.Sprintf("the report says %q but the container exited with status %d, not %d",
+				rep.Result, run.term.exitCode, code)
+			return v
+		}
+		if rep.Total <= 0 || rep.Mismatched < 0 || rep.Mismatched > rep.Total ||
+			(rep.Result == fragile.ResultIntact) != (rep.Mismatched == 0) {
+			v.message = fmt.Sprintf("the report is inconsistent: result %q with %d of %d triggers mismatched",
+				rep.Result, rep.Mismatched, rep.Total)
+			return v
+		}
+		if rep.Result == fragile.ResultIntact {
+			v.result = fragilev1alpha1.VerificationIntact
+		} else {
+			v.result = fragilev1alpha1.VerificationTampered
+		}
+		return v
+	case fragile.ResultError:
+		v.message = "verification could not run"
+		if rep.Message != "" {
+			v.message += ": " + rep.Message
+		}
+		return v
+	}
+	v.message = fmt.Sprintf("the report has an unknown result %q", rep.Result)
+	return v
+}
+
+// training is a finished training Job interpreted.
+type training struct {
+	run        jobRun
+	ok         bool
+	report     fragile.WatermarkReport
+	problem    string // why ok is false, for the TrainingFailed message
+	keyMatchPc int32
+}
+
+func interpretTraining(run jobRun, wantTriggers int32) training {
+	t := training{run: run}
+	if !run.term.found {
+		t.problem = "the training Job finished without a termination message from its Pod"
+		if run.failReason != "" {
+			t.problem += " (Job " + run.failReason + ")"
+		}
+		return t
+	}
+	if err := json.Unmarshal([]byte(run.term.message), &t.report); err != nil {
+		t.problem = "the training Job's termination message is not a JSON report"
+		return t
+	}
+	t.keyMatchPc = int32(t.report.KeyMatch*100 + 0.5)
+	switch {
+	case t.report.Result == fragile.WatermarkFailed:
+		t.problem = "training failed"
+		if t.report.Message != "" {
+			t.problem += ": " + t.report.Message
+		}
+	case t.report.Result != fragile.WatermarkSucceeded:
+		t.problem = fmt.Sprintf("the training report has an unknown result %q", t.report.Result)
+	case run.term.exitCode != 0 || run.failed:
+		t.problem = fmt.Sprintf("the training report says %q but the container exited with status %d",
+			t.report.Result, run.term.exitCode)
+	case int32(t.report.Triggers) != wantTriggers:
+		t.problem = fmt.Sprintf("the training Job sealed %d triggers, the spec asks for %d",
+			t.report.Triggers, wantTriggers)
+	default:
+		t.ok = true
+	}
+	return t
+}
+
+// clip shortens text from a Job for status and events: one line, at most maxMessage bytes,
+// valid UTF-8.
+func clip(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) <= maxMessage {
+		return s
+	}
+	s = s[:maxMessage-3]
+	for !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s + "..."
+}
