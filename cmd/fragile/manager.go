@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"os"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client/config"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	fragilev1alpha1 "github.com/fragile-operator/fragile-operator/api/v1alpha1"
+	"github.com/fragile-operator/fragile-operator/controllers"
+	"github.com/fragile-operator/fragile-operator/pkg/metrics"
+)
+
+func init() { subcommands["manager"] = runManager }
+
+// runManager runs the operator: the ModelWatermark controller, health and readiness probes and
+// the Prometheus metrics endpoint.
+func runManager(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("fragile manager", flag.ContinueOnError)
+	var (
+		metricsAddr = fs.String("metrics-bind-address", ":8080",
+			`address of the Prometheus /metrics endpoint (plain HTTP); "0" disables it`)
+		probeAddr = fs.String("health-probe-bind-address", ":8081",
+			"address of the /healthz and /readyz endpoints")
+		leaderElect = fs.Bool("leader-elect", false,
+			"elect a leader (a Lease in the manager's namespace) so that only one replica reconciles")
+		jobImage = fs.String("job-image", envOr("FRAGILE_IMAGE", controllers.DefaultJobImage),
+			"image of the training and verification Jobs: the operator's own image (env FRAGILE_IMAGE)")
+	)
+	// --kubeconfig, as every controller-runtime manager has it; without it the in-cluster
+	// configuration or $KUBECONFIG is used.
+	config.RegisterFlags(fs)
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return exitUsage
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	log := ctrl.Log.WithName("manager")
+
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		log.Error(err, "building the scheme")
+		return exitUsage
+	}
+	if err := fragilev1alpha1.AddToScheme(scheme); err != nil {
+		log.Error(err, "building the scheme")
+		return exitUsage
+	}
+	metrics.Register(ctrlmetrics.Registry)
+
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		log.Error(err, "no Kubernetes configuration (in-cluster, --kubeconfig or KUBECONFIG)")
+		return exitUsage
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: *metricsAddr},
+		HealthProbeBindAddress: *probeAddr,
+		LeaderElection:         *leaderElect,
+		LeaderElectionID:       "fragile-operator.fragile.dev",
+		Cache:                  controllers.CacheOptions(),
+	})
+	if err != nil {
+		log.Error(err, "creating the manager")
+		return exitUsage
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		log.Error(err, "adding the health check")
+		return exitUsage
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		log.Error(err, "adding the readiness check")
+		return exitUsage
+	}
+	r := &controllers.ModelWatermarkReconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Scheme:    mgr.GetScheme(),
+		Recorder:  mgr.GetEventRecorder("fragile-operator"),
+		Clock:     clock.RealClock{},
+		JobImage:  *jobImage,
+	}
+	if err := r.SetupWithManager(ctx, mgr); err != nil {
+		log.Error(err, "setting up the ModelWatermark controller")
+		return exitUsage
+	}
+	log.Info("starting", "jobImage", *jobImage)
+	if err := mgr.Start(ctx); err != nil {
+		log.Error(err, "manager stopped")
+		return exitUsage
+	}
+	return 0
+}
+
+// envOr returns the environment variable key, or def when it is unset or empty.
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
