@@ -118,6 +118,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	factory.Start(ctx.Done())
 	if !cache.WaitForCacheSync(ctx.Done(), podInformer.Informer().HasSynced) {
+		factory.Shutdown()
+		if ctx.Err() != nil { // stopped before it got going
+			return a.shutdown()
+		}
 		return fmt.Errorf("pod informer did not sync")
 	}
 	a.removeStaleDirs()
