@@ -38,8 +38,17 @@
 // workingDir is rewritten to the host path; nested mounts resolve longest first. A path compiled
 // into a program, or built at run time from pieces, is not rewritten: programs run under this
 // agent must take their paths from flags or env. The process gets only the Pod's env plus
-// PATH, HOME (a per-pod directory) and HOSTNAME, runs as the agent's user with the host network,
-// and writes stdout and stderr to ROOT/pods/.../container.log (kubectl logs does not work).
+// PATH, HOME (a per-pod directory), HOSTNAME, TMPDIR (when a volume is mounted at /tmp) and
+// KUBECONFIG (below); it runs as the agent's user with the host network, and writes stdout and
+// stderr to ROOT/pods/.../container.log (kubectl logs does not work).
+//
+// Service account: the in-cluster configuration cannot work for a host process (client-go reads
+// the token from a compiled-in path and dials the kubernetes Service). For a Pod that names a
+// serviceAccountName and does not set automountServiceAccountToken: false, the agent asks the
+// TokenRequest API for a token bound to the Pod, writes token, ca.crt, namespace and a
+// kubeconfig under the per-pod directory (mapped from /var/run/secrets/kubernetes.io/
+// serviceaccount) and sets KUBECONFIG, so a program that falls back to $KUBECONFIG acts as
+// that ServiceAccount with exactly its RBAC rights. The token is not refreshed (1 hour).
 package main
 
 import (
@@ -136,6 +145,12 @@ func main() {
 		logger.Fatal(err)
 	}
 	cfg.UserAgent = "localnode (hack/localnode development agent)"
+	ca := cfg.TLSClientConfig.CAData
+	if len(ca) == 0 && cfg.TLSClientConfig.CAFile != "" {
+		if ca, err = os.ReadFile(cfg.TLSClientConfig.CAFile); err != nil {
+			logger.Fatal(err)
+		}
+	}
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		logger.Fatal(err)
@@ -153,6 +168,8 @@ func main() {
 			NodeName:          *nodeName,
 			HostIP:            *hostIP,
 			AllowHostCommands: *hostCommands,
+			APIServer:         cfg.Host,
+			APIServerCA:       ca,
 		},
 		Runner:        execRunner{},
 		Recorder:      broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "localnode", Host: *nodeName}),

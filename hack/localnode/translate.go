@@ -13,10 +13,13 @@ import (
 	"strconv"
 	"strings"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
 // defaultTerminationMessagePath is what the API server defaults an empty
@@ -84,6 +87,11 @@ type Translator struct {
 	LookPath func(string) (string, error)
 	// HostEnv is the environment PATH is taken from when the Pod sets none; nil means os.Environ.
 	HostEnv func() []string
+
+	// APIServer (URL) and APIServerCA (PEM) go into the kubeconfig a Pod with a service account
+	// token gets; with APIServer empty no token is provided.
+	APIServer   string
+	APIServerCA []byte
 }
 
 // Check reports the first thing in the Pod this agent cannot honour, without touching the
@@ -241,6 +249,10 @@ func (t *Translator) Prepare(ctx context.Context, pod *corev1.Pod, podDir string
 		}
 		spec.Mounts = append(spec.Mounts, MountMapping{PodPath: path.Clean(m.MountPath), HostPath: host})
 	}
+	kubeconfig, err := t.serviceAccount(ctx, pod, podDir, spec)
+	if err != nil {
+		return nil, err
+	}
 	sort.SliceStable(spec.Mounts, func(i, j int) bool { return len(spec.Mounts[i].PodPath) > len(spec.Mounts[j].PodPath) })
 	for i := 1; i < len(spec.Mounts); i++ {
 		if spec.Mounts[i].PodPath == spec.Mounts[i-1].PodPath {
@@ -264,8 +276,12 @@ func (t *Translator) Prepare(ctx context.Context, pod *corev1.Pod, podDir string
 	if err := os.Symlink(bin, filepath.Join(podDir, "bin", filepath.Base(bin))); err != nil && !os.IsExist(err) {
 		return nil, err
 	}
+	// PATH: the Pod's (rewritten) or the agent's, after a directory holding a symlink named
+	// like the mapped binary. The agent's own additions are host paths and never rewritten.
 	pathVar, ok := envVals["PATH"]
-	if !ok {
+	if ok {
+		pathVar = RewritePaths(pathVar, spec.Mounts)
+	} else {
 		pathVar = envFrom(t.hostEnv(), "PATH")
 	}
 	pathVar = filepath.Join(podDir, "bin") + string(os.PathListSeparator) + pathVar
@@ -285,13 +301,21 @@ func (t *Translator) Prepare(ctx context.Context, pod *corev1.Pod, podDir string
 	env := map[string]bool{}
 	for _, name := range envNames {
 		env[name] = true
-		v := envVals[name]
+		v := RewritePaths(envVals[name], spec.Mounts)
 		if name == "PATH" {
 			v = pathVar
 		}
-		spec.Env = append(spec.Env, name+"="+RewritePaths(v, spec.Mounts))
+		spec.Env = append(spec.Env, name+"="+v)
 	}
-	for _, kv := range [][2]string{{"PATH", pathVar}, {"HOME", filepath.Join(podDir, "home")}, {"HOSTNAME", podHostname(pod)}} {
+	added := [][2]string{{"PATH", pathVar}, {"HOME", filepath.Join(podDir, "home")}, {"HOSTNAME", podHostname(pod)}}
+	if kubeconfig != "" {
+		added = append(added, [2]string{"KUBECONFIG", kubeconfig})
+	}
+	if tmp := RewritePaths("/tmp", spec.Mounts); tmp != "/tmp" {
+		// Programs find /tmp through TMPDIR (the compiled-in default is not rewritten).
+		added = append(added, [2]string{"TMPDIR", tmp})
+	}
+	for _, kv := range added {
 		if !env[kv[0]] {
 			spec.Env = append(spec.Env, kv[0]+"="+kv[1])
 		}
@@ -310,8 +334,75 @@ func (t *Translator) Prepare(ctx context.Context, pod *corev1.Pod, podDir string
 	if err := os.MkdirAll(spec.Dir, 0o755); err != nil {
 		return nil, err
 	}
-	spec.Ignored = ignoredFields(pod)
+	spec.Ignored = append(ignoredFields(pod), spec.Ignored...)
 	return spec, nil
+}
+
+// serviceAccountDir is where a container finds its service account token.
+const serviceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+// serviceAccount stands in for the service account token volume the ServiceAccount admission
+// plugin and the kubelet would give the Pod. A host process cannot use the in-cluster
+// configuration (client-go reads the token from a compiled-in path and dials the kubernetes
+// Service), so the agent asks the TokenRequest API for a token bound to the Pod, writes token,
+// ca.crt, namespace and a kubeconfig under PODDIR/serviceaccount, maps the usual mount path
+// there, and returns the kubeconfig path for $KUBECONFIG. The process then acts as the Pod's
+// ServiceAccount, with exactly its RBAC rights. Returns "" when the Pod gets no token.
+func (t *Translator) serviceAccount(ctx context.Context, pod *corev1.Pod, podDir string, spec *ProcessSpec) (string, error) {
+	if a := pod.Spec.AutomountServiceAccountToken; a != nil && !*a {
+		return "", nil
+	}
+	for _, m := range pod.Spec.Containers[0].VolumeMounts {
+		if path.Clean(m.MountPath) == serviceAccountDir {
+			return "", nil // the Pod mounts its own token there
+		}
+	}
+	sa := pod.Spec.ServiceAccountName
+	switch {
+	case sa == "":
+		spec.Ignored = append(spec.Ignored, "service account token (no serviceAccountName: the local control plane creates no default ServiceAccount)")
+		return "", nil
+	case t.APIServer == "":
+		spec.Ignored = append(spec.Ignored, "service account token (the agent was given no API server address)")
+		return "", nil
+	}
+	tr, err := t.Client.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{
+			ExpirationSeconds: ptr(int64(3600)),
+			BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
+		},
+	}, metav1.CreateOptions{})
+	if apierrors.IsNotFound(err) {
+		return "", &WaitError{Reason: "FailedMount", Msg: fmt.Sprintf("service account token: serviceaccount %q not found", sa)}
+	}
+	if err != nil {
+		return "", fmt.Errorf("token for serviceaccount %s: %w", sa, err)
+	}
+	if tr == nil || tr.Status.Token == "" {
+		return "", fmt.Errorf("token for serviceaccount %s: empty TokenRequest status", sa)
+	}
+	dir := filepath.Join(podDir, "serviceaccount")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["local"] = &clientcmdapi.Cluster{Server: t.APIServer, CertificateAuthorityData: t.APIServerCA, InsecureSkipTLSVerify: len(t.APIServerCA) == 0}
+	kc.AuthInfos[sa] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
+	kc.Contexts["local"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: sa, Namespace: pod.Namespace}
+	kc.CurrentContext = "local"
+	kcBytes, err := clientcmd.Write(*kc)
+	if err != nil {
+		return "", err
+	}
+	for name, data := range map[string][]byte{
+		"token": []byte(tr.Status.Token), "ca.crt": t.APIServerCA, "namespace": []byte(pod.Namespace), "kubeconfig": kcBytes,
+	} {
+		if err := writeFile(dir, name, data, 0o600); err != nil {
+			return "", err
+		}
+	}
+	spec.Mounts = append(spec.Mounts, MountMapping{PodPath: serviceAccountDir, HostPath: dir})
+	return filepath.Join(dir, "kubeconfig"), nil
 }
 
 // resolveCommand decides which host program runs for command[0] (orig as written, rewritten

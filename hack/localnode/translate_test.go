@@ -8,10 +8,14 @@ import (
 	"strings"
 	"testing"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/clientcmd"
 )
 
 const testImage = "example.local/fragile:dev"
@@ -468,5 +472,89 @@ func TestPrepareWaitsForMissingObjects(t *testing.T) {
 	pod := testPod(corev1.Container{}, corev1.Volume{Name: "s", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "absent", Optional: &opt}}})
 	if _, err := tr.Prepare(context.Background(), pod, t.TempDir()); err != nil {
 		t.Errorf("optional secret volume: %v", err)
+	}
+}
+
+func TestPrepareServiceAccountKubeconfig(t *testing.T) {
+	tr, _ := testTranslator(t)
+	tr.APIServer, tr.APIServerCA = "https://127.0.0.1:6443", []byte("CA PEM")
+	var requests []*authenticationv1.TokenRequest
+	tr.Client.(*fake.Clientset).PrependReactor("create", "serviceaccounts", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		ca := action.(k8stesting.CreateAction)
+		if ca.GetSubresource() != "token" {
+			return false, nil, nil
+		}
+		if name := ca.(k8stesting.CreateActionImpl).Name; name != "trainer" {
+			return true, nil, apierrors.NewNotFound(corev1.Resource("serviceaccounts"), name)
+		}
+		req := ca.GetObject().(*authenticationv1.TokenRequest).DeepCopy()
+		requests = append(requests, req)
+		req.Status.Token = "bound-token"
+		return true, req, nil
+	})
+	tmpVol := corev1.Volume{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}
+	newPod := func(sa string, automount *bool) *corev1.Pod {
+		p := testPod(corev1.Container{
+			Args:         []string{"watermark", "--token-file=/var/run/secrets/kubernetes.io/serviceaccount/token", "--scratch=/tmp/x"},
+			VolumeMounts: []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}},
+		}, tmpVol)
+		p.Spec.ServiceAccountName, p.Spec.AutomountServiceAccountToken = sa, automount
+		return p
+	}
+
+	// podDir lives under /tmp (t.TempDir), like the local cluster's default work directory, so
+	// this also checks that the agent's own paths (PATH, HOME, KUBECONFIG) are not rewritten by
+	// the Pod's /tmp mount.
+	podDir := t.TempDir()
+	spec, err := tr.Prepare(context.Background(), newPod("trainer", nil), podDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	saDir := filepath.Join(podDir, "serviceaccount")
+	env := envMap(spec.Env)
+	for k, want := range map[string]string{
+		"KUBECONFIG": filepath.Join(saDir, "kubeconfig"),
+		"TMPDIR":     filepath.Join(podDir, "volumes", "tmp"),
+		"HOME":       filepath.Join(podDir, "home"),
+		"PATH":       filepath.Join(podDir, "bin") + ":/host/bin",
+	} {
+		if env[k] != want {
+			t.Errorf("env %s = %q, want %q", k, env[k], want)
+		}
+	}
+	if want := "--token-file=" + saDir + "/token"; spec.Argv[2] != want {
+		t.Errorf("argv[2] = %q, want %q", spec.Argv[2], want)
+	}
+	if want := "--scratch=" + filepath.Join(podDir, "volumes", "tmp") + "/x"; spec.Argv[3] != want {
+		t.Errorf("argv[3] = %q, want %q", spec.Argv[3], want)
+	}
+	if got := readFile(t, filepath.Join(saDir, "token")); got != "bound-token" {
+		t.Errorf("token file = %q", got)
+	}
+	kc, err := clientcmd.LoadFromFile(filepath.Join(saDir, "kubeconfig"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, _ := clientcmd.NewDefaultClientConfig(*kc, nil).ClientConfig()
+	ns, _, _ := clientcmd.NewDefaultClientConfig(*kc, nil).Namespace()
+	if cc.Host != tr.APIServer || cc.BearerToken != "bound-token" || string(cc.CAData) != "CA PEM" || ns != "models" {
+		t.Errorf("kubeconfig: host %s token %q ca %q namespace %s", cc.Host, cc.BearerToken, cc.CAData, ns)
+	}
+	if len(requests) != 1 || requests[0].Spec.BoundObjectRef == nil || requests[0].Spec.BoundObjectRef.UID != "uid-1" {
+		t.Errorf("token requests: %+v", requests)
+	}
+
+	// No token when the Pod opts out, and said so when it names no ServiceAccount.
+	spec, err = tr.Prepare(context.Background(), newPod("trainer", ptr(false)), t.TempDir())
+	if err != nil || envMap(spec.Env)["KUBECONFIG"] != "" {
+		t.Errorf("automount false: err %v, KUBECONFIG %q", err, envMap(spec.Env)["KUBECONFIG"])
+	}
+	spec, err = tr.Prepare(context.Background(), newPod("", nil), t.TempDir())
+	if err != nil || !slices.ContainsFunc(spec.Ignored, func(s string) bool { return strings.HasPrefix(s, "service account token") }) {
+		t.Errorf("no serviceAccountName: err %v, ignored %v", err, spec.Ignored)
+	}
+	// A ServiceAccount that does not exist yet is waited for.
+	if _, err = tr.Prepare(context.Background(), newPod("absent", nil), t.TempDir()); !IsWait(err) {
+		t.Errorf("missing ServiceAccount: want a WaitError, got %v", err)
 	}
 }
