@@ -175,13 +175,19 @@ any_alive() {
 
 stop_all() {
   [[ -d "$DIR" ]] || { log "nothing in $DIR"; return 0; }
-  local c i
+  local i c
   for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
     c=${COMPONENTS[i]}
     if alive "$c"; then log "stopping $c (pid $(pid_of "$c"))"; fi
-    stop_one "$c" 20
-    [[ "$c" != localnode ]] || kill_pod_leftovers
   done
+  # The agent first, while the API server can still take its last Pod statuses; then the
+  # controller manager and the API server together; etcd last.
+  stop_one localnode 20
+  kill_pod_leftovers
+  stop_one controller-manager 20 &
+  stop_one apiserver 20 &
+  wait
+  stop_one etcd 20
   # Nothing started here may still listen.
   local busy=()
   if [[ -f "$DIR/ports.env" ]]; then
