@@ -51,11 +51,11 @@ type ModelWatermarkSpec struct {
 
 // ModelSource locates the deployed model in the KServe storage-URI style.
 //
-// +kubebuilder:validation:XValidation:rule="self.uri.startsWith('pvc://') || self.uri.startsWith('http://') || self.uri.startsWith('https://') || self.uri.startsWith('/')",message="uri must be pvc://CLAIM/PATH, http(s)://HOST/PATH, or an absolute path inside spec.model.volume"
-// +kubebuilder:validation:XValidation:rule="!self.uri.startsWith('pvc://') || self.uri.matches('^pvc://[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[^/].*$')",message="a pvc:// uri must name a claim and a file inside it: pvc://CLAIM/PATH"
-// +kubebuilder:validation:XValidation:rule="self.uri.startsWith('http://') || self.uri.startsWith('https://') || !self.uri.matches('(^|/)[.][.](/|$)')",message="uri must not contain '..' path segments"
-// +kubebuilder:validation:XValidation:rule="!self.uri.startsWith('/') || has(self.volume)",message="uri is an absolute path, so spec.model.volume must say which volume holds it"
-// +kubebuilder:validation:XValidation:rule="!has(self.volume) || self.uri.startsWith(self.volume.mountPath + '/')",message="spec.model.volume is only for an absolute-path uri, which must lie under spec.model.volume.mountPath"
+// +kubebuilder:validation:XValidation:rule="self.uri.startsWith('pvc://') || self.uri.startsWith('http://') || self.uri.startsWith('https://') || self.uri.startsWith('/')",message="uri must be pvc://CLAIM/PATH, http(s)://HOST/PATH, or an absolute path inside spec.model.volume",fieldPath=".uri"
+// +kubebuilder:validation:XValidation:rule="!self.uri.startsWith('pvc://') || self.uri.matches('^pvc://[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[^/].*$')",message="a pvc:// uri must name a claim and a file inside it: pvc://CLAIM/PATH",fieldPath=".uri"
+// +kubebuilder:validation:XValidation:rule="self.uri.startsWith('http://') || self.uri.startsWith('https://') || !self.uri.matches('(^|/)[.][.](/|$)')",message="uri must not contain '..' path segments",fieldPath=".uri"
+// +kubebuilder:validation:XValidation:rule="!self.uri.startsWith('/') || has(self.volume)",message="uri is an absolute path, so spec.model.volume must say which volume holds it",fieldPath=".uri"
+// +kubebuilder:validation:XValidation:rule="!has(self.volume) || self.uri.startsWith(self.volume.mountPath + '/')",message="spec.model.volume is only for an absolute-path uri, which must lie under spec.model.volume.mountPath",fieldPath=".uri"
 type ModelSource struct {
 	// uri is where the Jobs read the model (an ONNX file):
 	// "pvc://CLAIM/PATH" mounts PersistentVolumeClaim CLAIM read-only and reads PATH inside it;
@@ -69,7 +69,8 @@ type ModelSource struct {
 	// sha256 pins the model bytes: 64 lowercase hex digits. When set, a model whose digest
 	// differs is never watermarked, and a verification that reads different bytes makes the
 	// resource not Ready even if every trigger still matches.
-	// +kubebuilder:validation:Pattern=`^[a-f0-9]{64}$`
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-f0-9]{64}$')",message="sha256 must be 64 lowercase hex digits, as sha256sum prints them"
 	// +optional
 	SHA256 string `json:"sha256,omitempty"`
 
@@ -127,13 +128,13 @@ type ModelVolume struct {
 // +kubebuilder:validation:XValidation:rule="double(self.min) < double(self.max)",message="inputRange.min must be less than inputRange.max"
 type InputRange struct {
 	// min is the smallest input value, as a decimal string.
-	// +kubebuilder:validation:Pattern=`^-?(0|[1-9][0-9]{0,14})([.][0-9]{1,15})?$`
+	// +kubebuilder:validation:XValidation:rule="self.matches('^-?(0|[1-9][0-9]{0,14})([.][0-9]{1,15})?$')",message="must be a decimal number such as 0, 255 or -1.5 (no exponent, no leading zeros)"
 	// +kubebuilder:validation:MaxLength=32
 	// +required
 	Min string `json:"min"`
 
 	// max is the largest input value, as a decimal string.
-	// +kubebuilder:validation:Pattern=`^-?(0|[1-9][0-9]{0,14})([.][0-9]{1,15})?$`
+	// +kubebuilder:validation:XValidation:rule="self.matches('^-?(0|[1-9][0-9]{0,14})([.][0-9]{1,15})?$')",message="must be a decimal number such as 0, 255 or -1.5 (no exponent, no leading zeros)"
 	// +kubebuilder:validation:MaxLength=32
 	// +required
 	Max string `json:"max"`
@@ -162,7 +163,7 @@ type TrainingSpec struct {
 	// lambda weighs the term that pushes triggers towards decision boundaries against the
 	// term that makes them match the key, as a decimal string. Larger values make triggers
 	// more fragile but training slower to converge. Unset: the `fragile` default.
-	// +kubebuilder:validation:Pattern=`^(0|[1-9][0-9]{0,9})([.][0-9]{1,9})?$`
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(0|[1-9][0-9]{0,9})([.][0-9]{1,9})?$')",message="lambda must be a non-negative decimal number such as 150 or 0.5"
 	// +kubebuilder:validation:MaxLength=20
 	// +optional
 	Lambda string `json:"lambda,omitempty"`
