@@ -36,14 +36,19 @@ var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 func testScheme(t testing.TB) *runtime.Scheme {
 	t.Helper()
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
-	if err := fragilev1alpha1.AddToScheme(s); err != nil {
+	s, err := buildScheme()
+	if err != nil {
 		t.Fatal(err)
 	}
 	return s
+}
+
+func buildScheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	return s, fragilev1alpha1.AddToScheme(s)
 }
 
 // mwOption edits a ModelWatermark fixture.
