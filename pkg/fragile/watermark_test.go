@@ -1,0 +1,405 @@
+package fragile_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"gorgonia.org/tensor"
+
+	"github.com/fragile-operator/fragile-operator/internal/onnxtest"
+	"github.com/fragile-operator/fragile-operator/internal/zoo"
+	"github.com/fragile-operator/fragile-operator/pkg/fragile"
+	"github.com/fragile-operator/fragile-operator/pkg/fragile/attack"
+	"github.com/fragile-operator/fragile-operator/pkg/fragile/nn"
+	"github.com/fragile-operator/fragile-operator/pkg/fragile/onnx"
+)
+
+// The acceptance setting of issue 2: mnist-7, 100 triggers, inputs in 0..255.
+var mnistOpts = fragile.WatermarkOptions{Triggers: 100, InputMin: 0, InputMax: 255}
+
+// watermarked is one mnist-7 watermark shared by the tests that only read it
+// (watermarking takes seconds).
+type watermarked struct {
+	model    []byte
+	key      fragile.Key
+	bundle   *fragile.Bundle
+	sealed   []byte
+	progress []fragile.Progress
+	took     time.Duration
+}
+
+var (
+	mnistOnce sync.Once
+	mnistWM   watermarked
+	mnistErr  error
+)
+
+func mnistWatermark(t *testing.T) *watermarked {
+	t.Helper()
+	mnistOnce.Do(func() {
+		w := &mnistWM
+		if w.model, mnistErr = zoo.MNIST7(); mnistErr != nil {
+			return
+		}
+		w.key = testKey(t, 100)
+		opts := mnistOpts
+		opts.Progress = func(p fragile.Progress) { w.progress = append(w.progress, p) }
+		start := time.Now()
+		if w.bundle, mnistErr = fragile.Watermark(context.Background(), w.model, w.key, opts); mnistErr != nil {
+			return
+		}
+		w.took = time.Since(start)
+		w.sealed, mnistErr = fragile.Seal(w.bundle, w.key)
+	})
+	if mnistErr != nil {
+		t.Fatalf("watermarking mnist-7: %v", mnistErr)
+	}
+	return &mnistWM
+}
+
+func TestWatermarkMNIST7(t *testing.T) {
+	w := mnistWatermark(t)
+	b := w.bundle
+	t.Logf("watermarked in %v, %d steps", w.took.Round(time.Millisecond), b.Steps)
+
+	if b.Len() != 100 || b.Method != fragile.MethodBoundary || b.Classes != 10 || b.InputName != "Input3" ||
+		!slices.Equal(b.InputShape, []int{1, 28, 28}) || b.InputMin != 0 || b.InputMax != 255 {
+		t.Errorf("bundle header: %d triggers, method %s, %d classes, input %s %v in [%g, %g]",
+			b.Len(), b.Method, b.Classes, b.InputName, b.InputShape, b.InputMin, b.InputMax)
+	}
+	if b.ModelDigest != sha256.Sum256(w.model) {
+		t.Error("the bundle's digest is not the model file's sha256")
+	}
+	if !slices.Equal(b.KeyLabels, w.key.KeyLabels(100, 10)) {
+		t.Error("the bundle's labels are not the key's labels")
+	}
+	for i, v := range b.Triggers {
+		if !(v >= 0 && v <= 255) {
+			t.Fatalf("trigger value %d is %g, outside the input range", i, v)
+		}
+	}
+
+	// 100% key match, checked here by a separate inference run.
+	net, err := fragile.LoadNetwork(w.model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels, err := fragile.Predict(net, b.Triggers, b.Len())
+	if err != nil {
+		t.Fatal(err)
+	}
+	matched := 0
+	for i := range labels {
+		if labels[i] == b.KeyLabels[i] {
+			matched++
+		}
+	}
+	if matched != 100 {
+		t.Errorf("%d of 100 triggers carry their key label", matched)
+	}
+	// The recorded margins are the margins of the sealed triggers.
+	logits := runFloat32(t, net, b.Triggers, b.Len())
+	_, margins := nn.TopTwo(logits, 10)
+	for i := range margins {
+		if b.Margins[i] <= 0 || float32(margins[i]) != b.Margins[i] {
+			t.Errorf("trigger %d: recorded margin %g, measured %g", i, b.Margins[i], margins[i])
+		}
+	}
+
+	// Progress: one report per step, counting up, ending at full key match.
+	if len(w.progress) != b.Steps {
+		t.Errorf("%d progress reports for %d steps", len(w.progress), b.Steps)
+	}
+	for i, p := range w.progress {
+		if p.Step != i+1 || p.MaxSteps != 300 || p.KeyMatch < 0 || p.KeyMatch > 1 {
+			t.Errorf("progress %d: %+v", i, p)
+		}
+	}
+	if last := w.progress[len(w.progress)-1]; last.KeyMatch != 1 || last.Loss != b.FinalLoss {
+		t.Errorf("last progress %+v, final loss %g", last, b.FinalLoss)
+	}
+
+	if opened, err := fragile.Open(w.sealed, w.key); err != nil {
+		t.Errorf("Open: %v", err)
+	} else if !slices.Equal(opened.Triggers, b.Triggers) {
+		t.Error("the sealed triggers differ")
+	}
+}
+
+func runFloat32(t *testing.T, net *nn.Network, inputs []float32, n int) []float64 {
+	t.Helper()
+	r, err := nn.NewRunner(net, n, tensor.Float32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	logits, err := r.Logits(inputs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return logits
+}
+
+func TestVerifyMNIST7(t *testing.T) {
+	w := mnistWatermark(t)
+	ctx := context.Background()
+	digest := sha256.Sum256(w.model)
+
+	t.Run("same file is intact", func(t *testing.T) {
+		rep := fragile.Verify(ctx, w.model, w.bundle)
+		if rep.Result != fragile.ResultIntact || rep.Total != 100 || rep.Mismatched != 0 || !rep.DigestMatches {
+			t.Errorf("report %+v", rep)
+		}
+		if rep.ModelDigest != "sha256:"+hex.EncodeToString(digest[:]) {
+			t.Errorf("model digest %s", rep.ModelDigest)
+		}
+		if rep.DurationSeconds <= 0 || rep.Result.ExitCode() != 0 {
+			t.Errorf("duration %g, exit %d", rep.DurationSeconds, rep.Result.ExitCode())
+		}
+	})
+
+	t.Run("re-serialised file is intact", func(t *testing.T) {
+		// A benign control: other bytes, the same graph and weights.
+		m, err := onnx.Decode(w.model)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again := onnx.Encode(m)
+		if bytes.Equal(again, w.model) {
+			t.Fatal("re-encoding gave the same bytes; the control tests nothing")
+		}
+		rep := fragile.Verify(ctx, again, w.bundle)
+		if rep.Result != fragile.ResultIntact || rep.Mismatched != 0 || rep.DigestMatches {
+			t.Errorf("report %+v", rep)
+		}
+	})
+
+	t.Run("weight noise is tampering", func(t *testing.T) {
+		// Issue 2's acceptance attack: sigma = 1% of each weight tensor's std.
+		noisy, err := attack.Noise(w.model, attack.NoiseOptions{Sigma: 0.01, Relative: true}, rand.New(rand.NewPCG(51, 52)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep := fragile.Verify(ctx, noisy, w.bundle)
+		t.Logf("noise 1%%: %d of %d triggers flipped", rep.Mismatched, rep.Total)
+		if rep.Result != fragile.ResultTampered || rep.Mismatched == 0 || rep.DigestMatches || rep.Result.ExitCode() != 1 {
+			t.Errorf("report %+v", rep)
+		}
+		if !strings.Contains(rep.Message, "changed label") {
+			t.Errorf("message %q", rep.Message)
+		}
+	})
+
+	t.Run("a change of twice a margin is tampering", func(t *testing.T) {
+		// The last node adds Parameter194 to the logits. Lowering the key label's bias
+		// by twice the smallest recorded margin must flip that trigger, whatever else
+		// happens: an exact, model-independent test of the comparison.
+		low := 0
+		for i, m := range w.bundle.Margins {
+			if m < w.bundle.Margins[low] {
+				low = i
+			}
+		}
+		m, err := onnx.Decode(w.model)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bias := slices.Clone(m.Graph.Initializer("Parameter194").Float)
+		bias[w.bundle.KeyLabels[low]] -= 2 * w.bundle.Margins[low]
+		changed, err := onnx.ReplaceInitializers(w.model, map[string][]float32{"Parameter194": bias})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep := fragile.Verify(ctx, changed, w.bundle)
+		t.Logf("bias of class %d lowered by %g: %d of %d triggers flipped", w.bundle.KeyLabels[low], 2*w.bundle.Margins[low], rep.Mismatched, rep.Total)
+		if rep.Result != fragile.ResultTampered || rep.Mismatched == 0 {
+			t.Errorf("report %+v", rep)
+		}
+	})
+
+	t.Run("truncated model is an error", func(t *testing.T) {
+		rep := fragile.Verify(ctx, w.model[:len(w.model)/2], w.bundle)
+		if rep.Result != fragile.ResultError || rep.Result.ExitCode() != 2 || rep.DigestMatches {
+			t.Errorf("report %+v", rep)
+		}
+		if !strings.Contains(rep.Message, "not an ONNX model") {
+			t.Errorf("message %q does not name the problem", rep.Message)
+		}
+	})
+
+	t.Run("other input shape is an error", func(t *testing.T) {
+		b := onnxtest.NewBuilder(rand.New(rand.NewPCG(53, 54)), "Input3", 1, 1, 14, 14)
+		h := b.Node("Flatten", []string{b.Last()})
+		b.Node("MatMul", []string{h, b.Weight("w", 0, 1, 196, 10)})
+		rep := fragile.Verify(ctx, onnx.Encode(b.Model(1, 10)), w.bundle)
+		if rep.Result != fragile.ResultError || !strings.Contains(rep.Message, "[1 14 14]") || !strings.Contains(rep.Message, "[1 28 28]") {
+			t.Errorf("report %+v", rep)
+		}
+	})
+
+	t.Run("other class count is an error", func(t *testing.T) {
+		b := onnxtest.NewBuilder(rand.New(rand.NewPCG(55, 56)), "Input3", 1, 1, 28, 28)
+		h := b.Node("Flatten", []string{b.Last()})
+		b.Node("MatMul", []string{h, b.Weight("w", 0, 1, 784, 4)})
+		rep := fragile.Verify(ctx, onnx.Encode(b.Model(1, 4)), w.bundle)
+		if rep.Result != fragile.ResultError || !strings.Contains(rep.Message, "4 classes") {
+			t.Errorf("report %+v", rep)
+		}
+	})
+
+	t.Run("unsupported op is an error", func(t *testing.T) {
+		b := onnxtest.NewBuilder(rand.New(rand.NewPCG(57, 58)), "Input3", 1, 1, 28, 28)
+		b.Node("LSTM", []string{b.Last()})
+		rep := fragile.Verify(ctx, onnx.Encode(b.Model(1, 10)), w.bundle)
+		if rep.Result != fragile.ResultError || !strings.Contains(rep.Message, "LSTM") {
+			t.Errorf("report %+v", rep)
+		}
+	})
+
+	t.Run("cancelled is an error", func(t *testing.T) {
+		cancelled, cancel := context.WithCancel(ctx)
+		cancel()
+		if rep := fragile.Verify(cancelled, w.model, w.bundle); rep.Result != fragile.ResultError {
+			t.Errorf("report %+v", rep)
+		}
+	})
+
+	t.Run("labels differ on the same file is an error", func(t *testing.T) {
+		// The file is byte-identical, so a changed label can only come from the runtime
+		// (here: from a doctored bundle): never report that as tampering.
+		b := *w.bundle
+		b.KeyLabels = slices.Clone(b.KeyLabels)
+		b.KeyLabels[0] = (b.KeyLabels[0] + 1) % 10
+		rep := fragile.Verify(ctx, w.model, &b)
+		if rep.Result != fragile.ResultError || rep.Mismatched != 1 || !rep.DigestMatches {
+			t.Errorf("report %+v", rep)
+		}
+	})
+}
+
+// TestWatermarkDeterministic watermarks mnist-7 a second time with the same key: the
+// sealed bundle must be byte-identical to the first run's.
+func TestWatermarkDeterministic(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a second mnist-7 watermark takes seconds")
+	}
+	w := mnistWatermark(t)
+	b, err := fragile.Watermark(context.Background(), w.model, w.key, mnistOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := fragile.Seal(b, w.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(sealed, w.sealed) {
+		t.Errorf("two runs with one key gave different bundles (%d and %d bytes)", len(sealed), len(w.sealed))
+	}
+}
+
+func TestWatermarkPaperMethod(t *testing.T) {
+	if testing.Short() {
+		t.Skip("another mnist-7 watermark takes seconds")
+	}
+	model, err := zoo.MNIST7()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := mnistOpts
+	opts.Method = fragile.MethodPaper
+	b, err := fragile.Watermark(context.Background(), model, testKey(t, 101), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Method != fragile.MethodPaper {
+		t.Errorf("method %s", b.Method)
+	}
+	rep := fragile.Verify(context.Background(), model, b)
+	if rep.Result != fragile.ResultIntact || rep.Mismatched != 0 || rep.Total != 100 {
+		t.Errorf("the paper method's triggers do not verify: %+v", rep)
+	}
+}
+
+// TestWatermarkKeys watermarks a small model with three keys: the same key gives
+// the same bundle, another key other labels and other triggers.
+func TestWatermarkKeys(t *testing.T) {
+	model := onnx.Encode(onnxtest.ConvNet(rand.New(rand.NewPCG(61, 62))))
+	opts := fragile.WatermarkOptions{Triggers: 40}
+	run := func(k fragile.Key) ([]byte, *fragile.Bundle) {
+		b, err := fragile.Watermark(context.Background(), model, k, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep := fragile.Verify(context.Background(), model, b); rep.Result != fragile.ResultIntact {
+			t.Fatalf("a fresh watermark does not verify: %+v", rep)
+		}
+		return seal(t, b, k), b
+	}
+	s1, b1 := run(testKey(t, 102))
+	s2, _ := run(testKey(t, 102))
+	s3, b3 := run(testKey(t, 103))
+	if !bytes.Equal(s1, s2) {
+		t.Error("one key, two runs: the bundles differ")
+	}
+	if bytes.Equal(s1, s3) || slices.Equal(b1.KeyLabels, b3.KeyLabels) {
+		t.Error("two keys gave the same bundle or the same labels")
+	}
+	same := 0
+	for i := range b1.Triggers {
+		if b1.Triggers[i] == b3.Triggers[i] {
+			same++
+		}
+	}
+	if same > len(b1.Triggers)/100 {
+		t.Errorf("two keys' triggers share %d of %d values", same, len(b1.Triggers))
+	}
+}
+
+func TestWatermarkOptionErrors(t *testing.T) {
+	model := onnx.Encode(onnxtest.MLP(rand.New(rand.NewPCG(63, 64))))
+	k := testKey(t, 104)
+	tests := map[string]fragile.WatermarkOptions{
+		"unknown method":    {Method: "magic"},
+		"negative triggers": {Triggers: -1},
+		"too many triggers": {Triggers: fragile.MaxTriggers + 1},
+		"empty range":       {InputMin: 1, InputMax: 1},
+		"inverted range":    {InputMin: 1, InputMax: 0},
+		"negative lambda":   {Lambda: -1},
+		"negative rate":     {LearningRate: -1e-3},
+		"negative steps":    {MaxSteps: -5},
+	}
+	for name, opts := range tests {
+		t.Run(name, func(t *testing.T) {
+			if b, err := fragile.Watermark(context.Background(), model, k, opts); err == nil {
+				t.Errorf("no error; %d triggers", b.Len())
+			}
+		})
+	}
+	t.Run("not a model", func(t *testing.T) {
+		if _, err := fragile.Watermark(context.Background(), []byte("garbage"), k, fragile.WatermarkOptions{}); !errors.Is(err, onnx.ErrNotONNX) {
+			t.Errorf("err = %v, want ErrNotONNX", err)
+		}
+	})
+	t.Run("cancelled", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if _, err := fragile.Watermark(ctx, model, k, fragile.WatermarkOptions{}); !errors.Is(err, context.Canceled) {
+			t.Errorf("err = %v, want context.Canceled", err)
+		}
+	})
+	t.Run("step budget", func(t *testing.T) {
+		// One step cannot label 40 triggers as a secret balanced key says.
+		if _, err := fragile.Watermark(context.Background(), model, k, fragile.WatermarkOptions{Triggers: 40, MaxSteps: 1}); !errors.Is(err, fragile.ErrNotConverged) {
+			t.Errorf("err = %v, want ErrNotConverged", err)
+		}
+	})
+}
