@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -22,6 +23,12 @@ const (
 	// lambda times the variance of the whole N x C softmax matrix, stopped at 100% key
 	// match.
 	MethodPaper Method = "paper"
+	// MethodNatural uses natural images (opts.Natural) as triggers and the model's own
+	// labels as key labels: the naive baseline.
+	MethodNatural Method = "natural"
+	// MethodNaturalBoundary refines natural images to the boundary as MethodBoundary
+	// does: the ablation that tells the refinement's share from the generator's.
+	MethodNaturalBoundary Method = "natural-boundary"
 	// MethodBoundary trains the generator as MethodPaper does, then moves each trigger
 	// along the segment towards a trigger of another label, by bisection, to the last
 	// point where it keeps its key label with a margin of BoundaryMargin floors. The
@@ -33,7 +40,7 @@ const (
 )
 
 // Methods lists the trigger methods Watermark accepts.
-var Methods = []Method{MethodBoundary, MethodPaper}
+var Methods = []Method{MethodBoundary, MethodPaper, MethodNatural, MethodNaturalBoundary}
 
 // BoundaryMargin is how many margin floors above the boundary MethodBoundary leaves
 // each trigger: a safety factor against runtimes that round differently.
@@ -61,6 +68,9 @@ type WatermarkOptions struct {
 	// to the largest absolute logit of its row (default 1e-5). It keeps triggers clear
 	// of float32 rounding, so a byte-identical model never fails verification.
 	MarginFloor float64
+	// Natural holds candidate natural images (back to back, in the input range) for the
+	// natural methods.
+	Natural []float32
 	// Progress, when set, is called after every step.
 	Progress func(Progress)
 }
@@ -88,7 +98,7 @@ func (o *WatermarkOptions) setDefaults() error {
 		o.MarginFloor = 1e-5
 	}
 	switch {
-	case o.Method != MethodPaper && o.Method != MethodBoundary:
+	case !slices.Contains(Methods, o.Method):
 		return fmt.Errorf("method %q: want one of %v", o.Method, Methods)
 	case o.Triggers < 1 || o.Triggers > MaxTriggers:
 		return fmt.Errorf("triggers %d: must be between 1 and %d", o.Triggers, MaxTriggers)
@@ -103,8 +113,8 @@ func (o *WatermarkOptions) setDefaults() error {
 // MaxTriggers bounds the trigger count of one bundle.
 const MaxTriggers = 10000
 
-// Watermark trains a trigger generator against the frozen model (the ONNX file's
-// bytes) with the key, and returns the bundle to seal. It fails, rather than
+// Watermark makes the triggers for the frozen model (the ONNX file's bytes) with the
+// key, as opts.Method says, and returns the bundle to seal. It fails, rather than
 // returning a partial watermark, when the step budget ends before every trigger is
 // labelled as the key says.
 func Watermark(ctx context.Context, model []byte, key Key, opts WatermarkOptions) (*Bundle, error) {
@@ -115,6 +125,58 @@ func Watermark(ctx context.Context, model []byte, key Key, opts WatermarkOptions
 	if err != nil {
 		return nil, err
 	}
+	verifier, err := nn.NewRunner(net, opts.Triggers, tensor.Float32)
+	if err != nil {
+		return nil, err
+	}
+	defer verifier.Close()
+
+	var made *madeTriggers
+	switch opts.Method {
+	case MethodNatural, MethodNaturalBoundary:
+		made, err = pickNatural(net, verifier, key, opts)
+	default:
+		made, err = trainGenerator(ctx, net, verifier, key, opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if opts.Method == MethodBoundary || opts.Method == MethodNaturalBoundary {
+		if made.triggers, made.logits, err = refineToBoundary(net, verifier, made.triggers, made.labels, BoundaryMargin*opts.MarginFloor); err != nil {
+			return nil, err
+		}
+	}
+	_, margins := nn.TopTwo(made.logits, net.Classes)
+	return &Bundle{
+		Method:      opts.Method,
+		ModelDigest: sha256.Sum256(model),
+		InputName:   net.InputName,
+		InputShape:  net.InputShape,
+		InputMin:    opts.InputMin,
+		InputMax:    opts.InputMax,
+		Classes:     net.Classes,
+		KeyLabels:   made.labels,
+		Triggers:    made.triggers,
+		Margins:     toFloat32(margins),
+		Steps:       made.steps,
+		Lambda:      opts.Lambda,
+		FinalLoss:   made.loss,
+	}, nil
+}
+
+// madeTriggers is what a trigger method produces: triggers with their key labels and
+// their float32 logits on the verification path.
+type madeTriggers struct {
+	triggers []float32
+	labels   []int
+	logits   []float64
+	steps    int
+	loss     float64
+}
+
+// trainGenerator trains the keyed generator with the paper's loss until every
+// trigger gets its key label, confirmed on the verification path.
+func trainGenerator(ctx context.Context, net *nn.Network, verifier *nn.Runner, key Key, opts WatermarkOptions) (*madeTriggers, error) {
 	n, size := opts.Triggers, net.InputSize()
 	labels := key.KeyLabels(n, net.Classes)
 
@@ -147,12 +209,6 @@ func Watermark(ctx context.Context, model []byte, key Key, opts WatermarkOptions
 	defer vm.Close()
 	solver := G.NewAdamSolver(G.WithLearnRate(opts.LearningRate), G.WithBeta1(0.5), G.WithBeta2(0.999))
 
-	verifier, err := nn.NewRunner(net, n, tensor.Float32)
-	if err != nil {
-		return nil, err
-	}
-	defer verifier.Close()
-
 	for step := 1; step <= opts.MaxSteps; step++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -178,27 +234,7 @@ func Watermark(ctx context.Context, model []byte, key Key, opts WatermarkOptions
 				return nil, err
 			}
 			if countMatches(check, labels, net.Classes, opts.MarginFloor) == n {
-				if opts.Method == MethodBoundary {
-					if triggers, check, err = refineToBoundary(net, verifier, triggers, labels, BoundaryMargin*opts.MarginFloor); err != nil {
-						return nil, err
-					}
-				}
-				_, margins := nn.TopTwo(check, net.Classes)
-				return &Bundle{
-					Method:      opts.Method,
-					ModelDigest: sha256.Sum256(model),
-					InputName:   net.InputName,
-					InputShape:  net.InputShape,
-					InputMin:    opts.InputMin,
-					InputMax:    opts.InputMax,
-					Classes:     net.Classes,
-					KeyLabels:   labels,
-					Triggers:    triggers,
-					Margins:     toFloat32(margins),
-					Steps:       step,
-					Lambda:      opts.Lambda,
-					FinalLoss:   lossNow,
-				}, nil
+				return &madeTriggers{triggers: triggers, labels: labels, logits: check, steps: step, loss: lossNow}, nil
 			}
 		}
 		if err := solver.Step(G.NodesToValueGrads(gen.learnables())); err != nil {
@@ -206,6 +242,46 @@ func Watermark(ctx context.Context, model []byte, key Key, opts WatermarkOptions
 		}
 	}
 	return nil, fmt.Errorf("%w: %d steps did not label every trigger as the key says; raise --max-steps or lower --lambda", ErrNotConverged, opts.MaxSteps)
+}
+
+// pickNatural draws opts.Triggers images from opts.Natural in a key-derived order,
+// skipping any the model labels with less than the margin floor; the key labels are
+// the model's own labels.
+func pickNatural(net *nn.Network, verifier *nn.Runner, key Key, opts WatermarkOptions) (*madeTriggers, error) {
+	n, size := opts.Triggers, net.InputSize()
+	pool := len(opts.Natural) / size
+	if pool < n || len(opts.Natural)%size != 0 {
+		return nil, fmt.Errorf("method %s needs at least %d natural images of %d values, got %d values", opts.Method, n, size, len(opts.Natural))
+	}
+	order := key.rng("natural").Perm(pool)
+	made := &madeTriggers{triggers: make([]float32, 0, n*size)}
+	batch := make([]float32, n*size)
+	// Classify candidates a batch at a time, in key order.
+	for start := 0; start < pool && len(made.labels) < n; start += n {
+		chunk := order[start:min(start+n, pool)]
+		clear(batch)
+		for k, i := range chunk {
+			copy(batch[k*size:(k+1)*size], opts.Natural[i*size:(i+1)*size])
+		}
+		logits, err := verifier.Logits(batch)
+		if err != nil {
+			return nil, err
+		}
+		top, _ := nn.TopTwo(logits, net.Classes)
+		for k, i := range chunk {
+			row := logits[k*net.Classes : (k+1)*net.Classes]
+			if len(made.labels) < n && countMatches(row, top[k:k+1], net.Classes, opts.MarginFloor) == 1 {
+				made.triggers = append(made.triggers, opts.Natural[i*size:(i+1)*size]...)
+				made.labels = append(made.labels, top[k])
+			}
+		}
+	}
+	if len(made.labels) < n {
+		return nil, fmt.Errorf("only %d of the natural images are labelled clearly enough, %d needed", len(made.labels), n)
+	}
+	var err error
+	made.logits, err = verifier.Logits(made.triggers)
+	return made, err
 }
 
 // refineToBoundary moves trigger i along the segment towards partner(i), a trigger
