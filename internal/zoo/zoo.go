@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"sync"
 )
@@ -30,7 +31,7 @@ var (
 // this repository's go.mod requires.
 func moduleDir() (string, error) {
 	dirOnce.Do(func() {
-		out, err := exec.Command("go", "mod", "download", "-json", onnxGoModule).Output()
+		out, err := exec.Command("go", "mod", "download", "-json", onnxGoModule+"@"+onnxGoVersion()).Output()
 		if err != nil {
 			dirErr = fmt.Errorf("go mod download %s: %w", onnxGoModule, err)
 			return
@@ -43,6 +44,20 @@ func moduleDir() (string, error) {
 		dir = info.Dir
 	})
 	return dir, dirErr
+}
+
+// onnxGoVersion is the onnx-go version linked into this binary (every binary that
+// uses this package links onnx-go through pkg/fragile's tests or tools), so the
+// download works from any directory, not only inside this module.
+func onnxGoVersion() string {
+	if info, ok := debug.ReadBuildInfo(); ok {
+		for _, dep := range info.Deps {
+			if dep.Path == onnxGoModule {
+				return dep.Version
+			}
+		}
+	}
+	return "v0.5.0"
 }
 
 // MNIST7 returns the bytes of the mnist-7 ONNX model.

@@ -1,0 +1,81 @@
+package eval
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+
+	"github.com/fragile-operator/fragile-operator/pkg/fragile/attack"
+	"github.com/fragile-operator/fragile-operator/pkg/fragile/train"
+)
+
+// Attack is one attack configuration of the protocol.
+type Attack struct {
+	Class    string  // finetune, poison, backdoor, noise, prune, fp16
+	Label    string  // human-readable configuration
+	Series   string  // plot series this configuration belongs to ("" = not plotted)
+	Strength float64 // x coordinate in its series
+	// Deterministic attacks give the same model for every seed: run once.
+	Deterministic bool
+	Apply         func(ctx context.Context, s *Subject, r *rand.Rand) ([]byte, error)
+}
+
+// Attacks returns the protocol's attack configurations; quick keeps one of each class.
+func Attacks(quick bool) []Attack {
+	var out []Attack
+	steps := []int{1, 10, 100}
+	optimizers := []train.Optimizer{train.SGD, train.Adam}
+	rates := []float64{1e-4, 1e-3}
+	if quick {
+		steps, optimizers, rates = []int{10}, []train.Optimizer{train.Adam}, []float64{1e-3}
+	}
+	for _, opt := range optimizers {
+		for _, lr := range rates {
+			for _, n := range steps {
+				opts := train.Options{Steps: n, LearningRate: lr, Optimizer: opt}
+				out = append(out, Attack{
+					Class: "finetune", Label: fmt.Sprintf("fine-tune %s lr %g, %d steps", opt, lr, n),
+					Series: fmt.Sprintf("fine-tune %s lr %g", opt, lr), Strength: float64(n),
+					Apply: func(ctx context.Context, s *Subject, r *rand.Rand) ([]byte, error) {
+						return attack.FineTune(ctx, s.Model, attackData(s), opts, r)
+					},
+				})
+			}
+		}
+	}
+	// Adam adapts to the input scale: at SGD lr 1e-3, 100 steps on mnist-7's 0..255
+	// inputs left it at 10-17% accuracy, which no attacker wants.
+	trainOpts := train.Options{Steps: 100, LearningRate: 1e-4, Optimizer: train.Adam}
+	out = append(out,
+		Attack{Class: "poison", Label: "poison: 10% flipped labels, 100 Adam steps lr 1e-4",
+			Apply: func(ctx context.Context, s *Subject, r *rand.Rand) ([]byte, error) {
+				return attack.Poison(ctx, s.Model, attackData(s), 0.1, trainOpts, r)
+			}},
+		Attack{Class: "backdoor", Label: "backdoor: 3x3 patch -> class 0, 10%, 100 Adam steps lr 1e-4",
+			Apply: func(ctx context.Context, s *Subject, r *rand.Rand) ([]byte, error) {
+				bo := attack.BackdoorOptions{Patch: 3, Value: float32(s.InputMax), Target: 0, Fraction: 0.1, Width: s.Attack.Shape[len(s.Attack.Shape)-1]}
+				return attack.Backdoor(ctx, s.Model, attackData(s), bo, trainOpts, r)
+			}},
+	)
+	sigmas := []float64{1e-4, 5e-4, 1e-3}
+	if quick {
+		sigmas = []float64{5e-4}
+	}
+	for _, sigma := range sigmas {
+		out = append(out, Attack{Class: "noise", Label: fmt.Sprintf("weight noise sigma %g", sigma), Series: "weight noise", Strength: sigma,
+			Apply: func(_ context.Context, s *Subject, r *rand.Rand) ([]byte, error) {
+				return attack.Noise(s.Model, attack.NoiseOptions{Sigma: sigma}, r)
+			}})
+	}
+	out = append(out,
+		Attack{Class: "prune", Label: "magnitude pruning 1%", Deterministic: true,
+			Apply: func(_ context.Context, s *Subject, _ *rand.Rand) ([]byte, error) { return attack.Prune(s.Model, 0.01) }},
+		Attack{Class: "fp16", Label: "float16 round trip", Deterministic: true,
+			Apply: func(_ context.Context, s *Subject, _ *rand.Rand) ([]byte, error) { return attack.Float16(s.Model) }},
+	)
+	return out
+}
+
+func attackData(s *Subject) attack.Data {
+	return attack.Data{Images: s.Attack.Images, Labels: s.Attack.Labels, Size: s.Attack.Size(), Classes: s.Attack.Classes}
+}

@@ -1,0 +1,190 @@
+package eval
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+)
+
+// Markdown writes one table per subject: a row per attack, a column per method, each
+// cell "change rate / detection / first-flip queries", then the benign controls.
+func (r *Report) Markdown(w io.Writer) {
+	for _, s := range r.Subjects {
+		fmt.Fprintf(w, "### %s (clean test accuracy %.2f%%)\n\n", s.Name, 100*s.CleanAccuracy)
+		fmt.Fprint(w, "Median top-1/top-2 logit margin of the triggers:")
+		for _, m := range r.Methods {
+			fmt.Fprintf(w, " %s %.3g;", m, r.Margins[s.Name][m])
+		}
+		fmt.Fprint(w, "\n\nEach cell: change rate · detected models · mean first-flip queries ± sd (random query orders).\n\n")
+		fmt.Fprint(w, "| attack | attacked accuracy |")
+		for _, m := range r.Methods {
+			fmt.Fprintf(w, " %s |", m)
+		}
+		fmt.Fprint(w, "\n|---|---:|")
+		for range r.Methods {
+			fmt.Fprint(w, "---|")
+		}
+		fmt.Fprintln(w)
+		for _, row := range r.rowsOf(s.Name) {
+			fmt.Fprintf(w, "| %s | %.2f%% |", row[0].Attack.Label, 100*row[0].Accuracy)
+			for _, c := range row {
+				ff := "never"
+				if !math.IsNaN(c.FirstFlip) {
+					ff = fmt.Sprintf("%.1f ± %.1f", c.FirstFlip, c.FirstFlipSD)
+				}
+				fmt.Fprintf(w, " %.2f · %d/%d · %s |", c.ChangeRate, c.Detected, c.Models, ff)
+			}
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprint(w, "### Benign controls (must never alarm)\n\n| model | control |")
+	for _, m := range r.Methods {
+		fmt.Fprintf(w, " %s |", m)
+	}
+	fmt.Fprint(w, "\n|---|---|")
+	for range r.Methods {
+		fmt.Fprint(w, "---|")
+	}
+	fmt.Fprintln(w)
+	type key struct{ subject, control string }
+	cells := map[key]map[string]Control{}
+	var order []key
+	for _, c := range r.Controls {
+		k := key{c.Subject, c.Control}
+		if cells[k] == nil {
+			cells[k] = map[string]Control{}
+			order = append(order, k)
+		}
+		cells[k][c.Method] = c
+	}
+	for _, k := range order {
+		fmt.Fprintf(w, "| %s | %s |", k.subject, k.control)
+		for _, m := range r.Methods {
+			c := cells[k][string(m)]
+			if c.Err != "" {
+				fmt.Fprintf(w, " error: %s |", c.Err)
+			} else {
+				fmt.Fprintf(w, " %d/%d flipped |", c.Mismatched, c.Total)
+			}
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintf(w, "\nFalse alarms: %d of %d benign checks.\n", r.FalseAlarms(), len(r.Controls))
+}
+
+// FalseAlarms counts benign controls in which any trigger flipped or that failed.
+func (r *Report) FalseAlarms() int {
+	n := 0
+	for _, c := range r.Controls {
+		if c.Mismatched > 0 || c.Err != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// rowsOf groups a subject's rows by attack, in run order, one entry per method.
+func (r *Report) rowsOf(subject string) [][]Row {
+	var out [][]Row
+	for i := 0; i < len(r.Rows); i += len(r.Methods) {
+		if r.Rows[i].Subject == subject {
+			out = append(out, r.Rows[i:i+len(r.Methods)])
+		}
+	}
+	return out
+}
+
+// Plots writes, per subject and plotted attack series, the change rate against the
+// attack strength for every method; it returns the files written.
+func (r *Report) Plots(dir string) ([]string, error) {
+	var files []string
+	for si, s := range r.Subjects {
+		series := map[string]map[string]plotter.XYs{} // series -> method -> points
+		var names []string
+		for _, row := range r.Rows {
+			if row.Subject != s.Name || row.Attack.Series == "" {
+				continue
+			}
+			if series[row.Attack.Series] == nil {
+				series[row.Attack.Series] = map[string]plotter.XYs{}
+				names = append(names, row.Attack.Series)
+			}
+			series[row.Attack.Series][row.Method] = append(series[row.Attack.Series][row.Method], plotter.XY{X: row.Attack.Strength, Y: row.ChangeRate})
+		}
+		for _, name := range names {
+			if !plottable(series[name]) {
+				continue
+			}
+			p := plot.New()
+			p.Title.Text = fmt.Sprintf("%s: %s", s.Name, name)
+			p.X.Label.Text = "attack strength (steps or sigma), log scale"
+			p.Y.Label.Text = "change rate"
+			p.X.Scale = plot.LogScale{}
+			p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+			p.Y.Min, p.Y.Max = 0, 1
+			p.Legend.Top = true
+			methods := make([]string, 0, len(series[name]))
+			for m := range series[name] {
+				methods = append(methods, m)
+			}
+			sort.Strings(methods)
+			for i, m := range methods {
+				pts := series[name][m]
+				sort.Slice(pts, func(a, b int) bool { return pts[a].X < pts[b].X })
+				line, points, err := plotter.NewLinePoints(pts)
+				if err != nil {
+					return nil, err
+				}
+				line.Color = plotutil.Color(i)
+				line.Width = vg.Points(1.5)
+				points.Color = line.Color
+				points.Shape = plotutil.Shape(i)
+				p.Add(line, points)
+				p.Legend.Add(m, line, points)
+			}
+			p.Add(plotter.NewGrid())
+			file := filepath.Join(dir, fmt.Sprintf("change-rate-%d-%s.png", si, slug(name)))
+			if err := p.Save(6*vg.Inch, 4*vg.Inch, file); err != nil {
+				return nil, err
+			}
+			files = append(files, file)
+		}
+	}
+	return files, nil
+}
+
+// plottable reports whether a series has at least two distinct strengths, which a
+// line on a log axis needs.
+func plottable(byMethod map[string]plotter.XYs) bool {
+	for _, pts := range byMethod {
+		seen := map[float64]bool{}
+		for _, p := range pts {
+			seen[p.X] = true
+		}
+		return len(seen) > 1
+	}
+	return false
+}
+
+func slug(s string) string {
+	var b strings.Builder
+	for _, c := range strings.ToLower(s) {
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+			b.WriteRune(c)
+		case c == '.':
+		default:
+			b.WriteRune('-')
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,271 @@
+package eval
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+
+	"gorgonia.org/tensor"
+
+	"github.com/fragile-operator/fragile-operator/pkg/fragile"
+	"github.com/fragile-operator/fragile-operator/pkg/fragile/nn"
+	"github.com/fragile-operator/fragile-operator/pkg/fragile/onnx"
+	"github.com/fragile-operator/fragile-operator/pkg/fragile/train"
+)
+
+// Labeler runs triggers through an independent runtime and returns top-1 labels.
+type Labeler func(model []byte, b *fragile.Bundle) ([]int, error)
+
+// Config tunes Run.
+type Config struct {
+	Methods  []fragile.Method
+	Triggers int    // per bundle (default 100)
+	Seeds    int    // attacked models per configuration (default 3)
+	Orders   int    // random query orders per attacked model for first-flip queries (default 20)
+	Key      fragile.Key
+	// SecondRuntime, when set, is the independent-runtime benign control.
+	SecondRuntime Labeler
+	// SecondRuntimeName names it in the report.
+	SecondRuntimeName string
+	Log               io.Writer
+}
+
+// Row is one (subject, attack, method) cell of the result.
+type Row struct {
+	Subject, Method string
+	Attack          Attack
+	Models          int     // attacked models (seeds)
+	Detected        int     // of them, with at least one flipped trigger
+	ChangeRate      float64 // mean fraction of flipped triggers
+	// FirstFlip is the mean number of triggers queried, in a random order, up to and
+	// including the first flipped one, over all detected models and orders; FirstFlipSD
+	// is its standard deviation. NaN when nothing was detected.
+	FirstFlip, FirstFlipSD float64
+	Accuracy               float64 // mean test accuracy of the attacked models
+}
+
+// Control is one benign control: an unmodified model that must verify intact.
+type Control struct {
+	Subject, Method, Control string
+	Mismatched, Total        int
+	Err                      string
+}
+
+// Report is everything Run measured.
+type Report struct {
+	Subjects []*Subject
+	Methods  []fragile.Method
+	Rows     []Row
+	Controls []Control
+	// Margins holds the median top-1/top-2 margin of each subject's bundle per method.
+	Margins map[string]map[fragile.Method]float64
+	Config  Config
+}
+
+// Run executes the protocol: for every subject, one bundle per method; for every
+// attack and seed, one attacked model verified against every bundle; and the benign
+// controls. All randomness comes from seeds fixed here, so a run is repeatable.
+func Run(ctx context.Context, subjects []*Subject, attacks []Attack, cfg Config) (*Report, error) {
+	if cfg.Triggers == 0 {
+		cfg.Triggers = 100
+	}
+	if cfg.Seeds == 0 {
+		cfg.Seeds = 3
+	}
+	if cfg.Orders == 0 {
+		cfg.Orders = 20
+	}
+	if cfg.Log == nil {
+		cfg.Log = io.Discard
+	}
+	rep := &Report{Subjects: subjects, Methods: cfg.Methods, Config: cfg, Margins: map[string]map[fragile.Method]float64{}}
+	for _, s := range subjects {
+		bundles := map[fragile.Method]*fragile.Bundle{}
+		rep.Margins[s.Name] = map[fragile.Method]float64{}
+		for _, m := range cfg.Methods {
+			b, err := fragile.Watermark(ctx, s.Model, cfg.Key, fragile.WatermarkOptions{
+				Method: m, Triggers: cfg.Triggers, InputMax: s.InputMax, Natural: s.Test.Images,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("%s, method %s: %w", s.Name, m, err)
+			}
+			bundles[m] = b
+			rep.Margins[s.Name][m] = medianOf32(b.Margins)
+			fmt.Fprintf(cfg.Log, "%s: %s bundle, median margin %.3g\n", s.Name, m, rep.Margins[s.Name][m])
+		}
+		controls, err := runControls(s, bundles, cfg)
+		if err != nil {
+			return nil, err
+		}
+		rep.Controls = append(rep.Controls, controls...)
+
+		for ai, a := range attacks {
+			seeds := cfg.Seeds
+			if a.Deterministic {
+				seeds = 1
+			}
+			rows := make([]Row, len(cfg.Methods))
+			flips := make([][]float64, len(cfg.Methods))
+			for i, m := range cfg.Methods {
+				rows[i] = Row{Subject: s.Name, Method: string(m), Attack: a}
+			}
+			for seed := 0; seed < seeds; seed++ {
+				r := rand.New(rand.NewPCG(uint64(ai)+1, uint64(seed)+1))
+				attacked, err := a.Apply(ctx, s, r)
+				if err != nil {
+					return nil, fmt.Errorf("%s, %s: %w", s.Name, a.Label, err)
+				}
+				acc, err := train.Accuracy(attacked, s.Test.Images, s.Test.Labels)
+				if err != nil {
+					return nil, fmt.Errorf("%s, %s: %w", s.Name, a.Label, err)
+				}
+				net, err := fragile.LoadNetwork(attacked)
+				if err != nil {
+					return nil, err
+				}
+				for i, m := range cfg.Methods {
+					b := bundles[m]
+					labels, err := fragile.Predict(net, b.Triggers, b.Len())
+					if err != nil {
+						return nil, err
+					}
+					flipped := mismatches(labels, b.KeyLabels)
+					rows[i].Models++
+					rows[i].Accuracy += acc
+					rows[i].ChangeRate += float64(count(flipped)) / float64(b.Len())
+					if count(flipped) > 0 {
+						rows[i].Detected++
+						flips[i] = append(flips[i], firstFlips(flipped, cfg.Orders, rand.New(rand.NewPCG(uint64(seed), 99)))...)
+					}
+				}
+			}
+			for i := range rows {
+				rows[i].Accuracy /= float64(rows[i].Models)
+				rows[i].ChangeRate /= float64(rows[i].Models)
+				rows[i].FirstFlip, rows[i].FirstFlipSD = meanSD(flips[i])
+				fmt.Fprintf(cfg.Log, "%s | %s | %s: detected %d/%d, change rate %.2f, first flip %.1f, accuracy %.4f\n",
+					s.Name, a.Label, rows[i].Method, rows[i].Detected, rows[i].Models, rows[i].ChangeRate, rows[i].FirstFlip, rows[i].Accuracy)
+			}
+			rep.Rows = append(rep.Rows, rows...)
+		}
+	}
+	return rep, nil
+}
+
+// runControls verifies every bundle against benign variations of the unmodified
+// model: the file re-serialised, float64 inference, and the second runtime.
+func runControls(s *Subject, bundles map[fragile.Method]*fragile.Bundle, cfg Config) ([]Control, error) {
+	m, err := onnx.Decode(s.Model)
+	if err != nil {
+		return nil, err
+	}
+	reserialised := onnx.Encode(m)
+	net, err := fragile.LoadNetwork(s.Model)
+	if err != nil {
+		return nil, err
+	}
+	var out []Control
+	for _, method := range cfg.Methods {
+		b := bundles[method]
+		add := func(name string, labels []int, err error) {
+			c := Control{Subject: s.Name, Method: string(method), Control: name, Total: b.Len()}
+			if err != nil {
+				c.Err = err.Error()
+			} else {
+				c.Mismatched = count(mismatches(labels, b.KeyLabels))
+			}
+			out = append(out, c)
+		}
+		labels, err := predict(reserialised, b)
+		add("re-serialised file", labels, err)
+		labels, err = labels64(net, b)
+		add("float64 inference", labels, err)
+		if cfg.SecondRuntime != nil {
+			labels, err = cfg.SecondRuntime(s.Model, b)
+			add(cfg.SecondRuntimeName, labels, err)
+		}
+	}
+	return out, nil
+}
+
+// predict labels the bundle's triggers with the model file on the verification path.
+func predict(model []byte, b *fragile.Bundle) ([]int, error) {
+	net, err := fragile.LoadNetwork(model)
+	if err != nil {
+		return nil, err
+	}
+	return fragile.Predict(net, b.Triggers, b.Len())
+}
+
+func labels64(net *nn.Network, b *fragile.Bundle) ([]int, error) {
+	r, err := nn.NewRunner(net, b.Len(), tensor.Float64)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	logits, err := r.Logits(b.Triggers)
+	if err != nil {
+		return nil, err
+	}
+	labels, _ := nn.TopTwo(logits, net.Classes)
+	return labels, nil
+}
+
+func mismatches(labels, key []int) []bool {
+	out := make([]bool, len(key))
+	for i := range key {
+		out[i] = labels[i] != key[i]
+	}
+	return out
+}
+
+func count(v []bool) int {
+	n := 0
+	for _, b := range v {
+		if b {
+			n++
+		}
+	}
+	return n
+}
+
+// firstFlips returns, for orders random query orders, the number of triggers
+// queried up to and including the first flipped one.
+func firstFlips(flipped []bool, orders int, r *rand.Rand) []float64 {
+	out := make([]float64, orders)
+	for o := range out {
+		for k, i := range r.Perm(len(flipped)) {
+			if flipped[i] {
+				out[o] = float64(k + 1)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func meanSD(v []float64) (mean, sd float64) {
+	if len(v) == 0 {
+		return math.NaN(), math.NaN()
+	}
+	for _, x := range v {
+		mean += x
+	}
+	mean /= float64(len(v))
+	for _, x := range v {
+		sd += (x - mean) * (x - mean)
+	}
+	return mean, math.Sqrt(sd / float64(len(v)))
+}
+
+func medianOf32(v []float32) float64 {
+	s := append([]float32(nil), v...)
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+	return float64(s[len(s)/2])
+}
