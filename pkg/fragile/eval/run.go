@@ -21,9 +21,9 @@ type Labeler func(model []byte, b *fragile.Bundle) ([]int, error)
 // Config tunes Run.
 type Config struct {
 	Methods  []fragile.Method
-	Triggers int    // per bundle (default 100)
-	Seeds    int    // attacked models per configuration (default 3)
-	Orders   int    // random query orders per attacked model for first-flip queries (default 20)
+	Triggers int // per bundle (default 100)
+	Seeds    int // attacked models per configuration (default 3)
+	Orders   int // random query orders per attacked model for first-flip queries (default 20)
 	Key      fragile.Key
 	// SecondRuntime, when set, is the independent-runtime benign control.
 	SecondRuntime Labeler
