@@ -55,6 +55,13 @@ func (k *Key) UnmarshalText(text []byte) error {
 // String never reveals the key: it prints only the public key ID.
 func (k Key) String() string { return "fragile.Key(id " + k.ID() + ")" }
 
+// GoString keeps %#v from printing the secret bytes, as String does for %v.
+func (k Key) GoString() string { return k.String() }
+
+// Format prints only the key ID whatever the verb, so no formatting of a Key, or of
+// a struct holding one in an exported field, reveals the secret.
+func (k Key) Format(f fmt.State, _ rune) { fmt.Fprint(f, k.String()) }
+
 // ID is a public fingerprint of the key (16 hex digits of a one-way derivation).
 // Bundles record it so that a wrong key is reported as such.
 func (k Key) ID() string { return hex.EncodeToString(k.derive("key-id", 8)) }

@@ -153,3 +153,22 @@ func TestKeyLabels(t *testing.T) {
 		t.Errorf("two keys' labels agree in %d of 100 places: %v / %v", same, labels, other)
 	}
 }
+
+func TestKeyNeverFormatsItsBytes(t *testing.T) {
+	var k fragile.Key
+	for i := range k {
+		k[i] = byte(0xa0 + i%16)
+	}
+	secretHex := fmt.Sprintf("%x", k[:])
+	// fmt cannot call methods on unexported fields, so only exported holders are
+	// protected: the package never stores a Key in an unexported field it prints.
+	holder := struct{ Key fragile.Key }{k}
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%x", "%X", "%d", "%q"} {
+		for _, v := range []any{k, &k, holder, &holder} {
+			out := fmt.Sprintf(verb, v)
+			if strings.Contains(strings.ToLower(out), secretHex[:16]) || strings.Contains(out, "160") {
+				t.Errorf("fmt %s of %T prints key material: %s", verb, v, out)
+			}
+		}
+	}
+}
