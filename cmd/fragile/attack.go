@@ -16,10 +16,12 @@ func init() { subcommands["attack"] = attackCommand }
 // attackCommand writes a modified copy of a model, for testing detection.
 func attackCommand(ctx context.Context, args []string) int {
 	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "usage: fragile attack noise|prune|fp16 --model IN --out OUT [attack flags]")
+		fmt.Fprintln(os.Stderr, "usage: fragile attack finetune|poison|backdoor|noise|prune|fp16 --model IN --out OUT [attack flags]")
 		return exitUsage
 	}
 	switch args[0] {
+	case "finetune", "poison", "backdoor":
+		return attackTraining(ctx, args[0], args[1:])
 	case "noise":
 		return attackNoise(ctx, args[1:])
 	case "prune":
@@ -27,7 +29,7 @@ func attackCommand(ctx context.Context, args []string) int {
 	case "fp16":
 		return attackFloat16(ctx, args[1:])
 	default:
-		return fail("attack", fmt.Errorf("unknown attack %q (available: noise, prune, fp16)", args[0]))
+		return fail("attack", fmt.Errorf("unknown attack %q (available: finetune, poison, backdoor, noise, prune, fp16)", args[0]))
 	}
 }
 
