@@ -11,6 +11,7 @@ import (
 	"sort"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -341,10 +342,24 @@ func newKey(src io.Reader) ([]byte, error) {
 // startTraining gives the training Job what it needs (a ServiceAccount allowed to write the one
 // bundle Secret, and that Secret reserved for this watermark) and creates the Job.
 func (r *ModelWatermarkReconciler) startTraining(ctx context.Context, mw *fragilev1alpha1.ModelWatermark, o *observation, loc modelLocation) error {
-	if err := r.ensureTrainerRBAC(ctx, mw); err != nil {
+	// The bundle Secret, ServiceAccount and Role are independent writes, issued together to save
+	// round trips on the slowest reconcile a resource has. The RoleBinding must wait for the
+	// Role: the API server only lets the manager bind a Role whose rules it can see it holds.
+	sa, role, binding := trainerRBAC(mw)
+	create := func(ctx context.Context, obj client.Object) error {
+		if err := r.createOwned(ctx, mw, obj); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("creating %T %s: %w", obj, obj.GetName(), err)
+		}
+		return nil
+	}
+	var g errgroup.Group
+	g.Go(func() error { return r.reserveBundleSecret(ctx, mw, o) })
+	g.Go(func() error { return create(ctx, sa) })
+	g.Go(func() error { return create(ctx, role) })
+	if err := g.Wait(); err != nil {
 		return err
 	}
-	if err := r.reserveBundleSecret(ctx, mw, o); err != nil {
+	if err := create(ctx, binding); err != nil {
 		return err
 	}
 	job := trainingJob(mw, r.JobImage, o.hash, loc)
@@ -361,17 +376,16 @@ func (r *ModelWatermarkReconciler) startTraining(ctx context.Context, mw *fragil
 	return nil
 }
 
-// ensureTrainerRBAC creates the training Job's ServiceAccount, Role and RoleBinding. The Role
-// allows get, patch and update of the bundle Secret only: RBAC resourceNames cannot restrict
-// create, which is why the operator creates that Secret itself. The objects are created, never
-// read, so the manager needs no cache of ServiceAccounts or Roles.
-func (r *ModelWatermarkReconciler) ensureTrainerRBAC(ctx context.Context, mw *fragilev1alpha1.ModelWatermark) error {
+// trainerRBAC is the training Job's ServiceAccount, Role and RoleBinding. The Role allows get,
+// patch and update of the bundle Secret only: RBAC resourceNames cannot restrict create, which
+// is why the operator creates that Secret itself. The objects are created, never read, so the
+// manager needs no cache of ServiceAccounts or Roles.
+func trainerRBAC(mw *fragilev1alpha1.ModelWatermark) (*corev1.ServiceAccount, *rbacv1.Role, *rbacv1.RoleBinding) {
 	name := trainerName(mw)
 	meta := func() metav1.ObjectMeta {
 		return metav1.ObjectMeta{Name: name, Namespace: mw.Namespace, Labels: ownedLabels(mw, componentTraining)}
 	}
-	objs := []client.Object{
-		&corev1.ServiceAccount{ObjectMeta: meta()},
+	return &corev1.ServiceAccount{ObjectMeta: meta()},
 		&rbacv1.Role{ObjectMeta: meta(), Rules: []rbacv1.PolicyRule{{
 			APIGroups:     []string{""},
 			Resources:     []string{"secrets"},
@@ -382,14 +396,7 @@ func (r *ModelWatermarkReconciler) ensureTrainerRBAC(ctx context.Context, mw *fr
 			ObjectMeta: meta(),
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
 			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: mw.Namespace}},
-		},
-	}
-	for _, obj := range objs {
-		if err := r.createOwned(ctx, mw, obj); err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("creating %T %s: %w", obj, name, err)
 		}
-	}
-	return nil
 }
 
 // reserveBundleSecret makes the bundle Secret exist, empty, and reserved for the current

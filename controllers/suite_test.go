@@ -73,7 +73,17 @@ func envtestSuite(t *testing.T) *envSuite {
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		t.Skip("KUBEBUILDER_ASSETS is not set: run `make test`, or eval \"$(hack/setup-envtest.sh)\" first")
 	}
-	suiteOnce.Do(func() { suite, suiteErr = startSuite() })
+	suiteOnce.Do(func() {
+		s, err := startSuite()
+		if err != nil && s != nil && s.env != nil {
+			// envtest leaves its processes running when, say, a CRD fails to install.
+			_ = s.env.Stop()
+		}
+		suite, suiteErr = s, err
+		if err != nil {
+			suite = nil
+		}
+	})
 	if suiteErr != nil {
 		t.Fatalf("starting envtest: %v", suiteErr)
 	}
@@ -89,24 +99,24 @@ func startSuite() (*envSuite, error) {
 	}
 	cfg, err := s.env.Start()
 	if err != nil {
-		return nil, err
+		return s, err
 	}
 	if s.admin, err = client.New(cfg, client.Options{Scheme: s.scheme}); err != nil {
-		return nil, err
+		return s, err
 	}
 	kc, err := os.CreateTemp("", "fragile-envtest-kubeconfig-*")
 	if err != nil {
-		return nil, err
+		return s, err
 	}
 	if _, err := kc.Write(s.env.KubeConfig); err != nil {
-		return nil, err
+		return s, err
 	}
 	kc.Close()
 	s.kubeconfig = kc.Name()
 
 	managerCfg, err := s.managerConfig(cfg)
 	if err != nil {
-		return nil, err
+		return s, err
 	}
 	mgr, err := ctrl.NewManager(managerCfg, ctrl.Options{
 		Scheme:                 s.scheme,
@@ -115,7 +125,7 @@ func startSuite() (*envSuite, error) {
 		Cache:                  CacheOptions(),
 	})
 	if err != nil {
-		return nil, err
+		return s, err
 	}
 	r := &ModelWatermarkReconciler{
 		Client:    mgr.GetClient(),
@@ -128,7 +138,7 @@ func startSuite() (*envSuite, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
-		return nil, err
+		return s, err
 	}
 	go func() {
 		defer close(s.done)
