@@ -184,9 +184,12 @@ stop_all() {
   # controller manager and the API server together; etcd last.
   stop_one localnode 20
   kill_pod_leftovers
+  local w1 w2
   stop_one controller-manager 20 &
+  w1=$!
   stop_one apiserver 20 &
-  wait
+  w2=$!
+  wait "$w1" "$w2" # not a bare wait: after a failed start, this shell's children include etcd
   stop_one etcd 20
   # Nothing started here may still listen.
   local busy=()
@@ -230,6 +233,7 @@ APISERVER_PORT=$APISERVER_PORT
 ETCD_PORT=$ETCD_PORT
 ETCD_PEER_PORT=$ETCD_PEER_PORT
 CONTROLLER_MANAGER_PORT=$CONTROLLER_MANAGER_PORT
+NODE_STARTED=$([[ "${LOCAL_CLUSTER_NODE:-1}" == 0 ]] && echo 0 || echo 1)
 EOF
 
   # The node agent: built from this checkout (seconds once the Go build cache is warm).
@@ -334,6 +338,10 @@ cmd_status() {
   [[ -f "$DIR/ports.env" ]] && source "$DIR/ports.env"
   declare -A port=([etcd]=${ETCD_PORT:-} [apiserver]=${APISERVER_PORT:-} [controller-manager]=${CONTROLLER_MANAGER_PORT:-} [localnode]=)
   for c in "${COMPONENTS[@]}"; do
+    if [[ "$c" == localnode && "${NODE_STARTED:-1}" == 0 ]]; then
+      printf '%-19s not started (LOCAL_CLUSTER_NODE=0)\n' "$c"
+      continue
+    fi
     ((++n))
     pid=$(pid_of "$c")
     if alive "$c"; then

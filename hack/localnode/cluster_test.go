@@ -229,7 +229,7 @@ func readPorts(t *testing.T, p string) map[string]string {
 	ports := map[string]string{}
 	s := bufio.NewScanner(f)
 	for s.Scan() {
-		if k, v, ok := strings.Cut(s.Text(), "="); ok {
+		if k, v, ok := strings.Cut(s.Text(), "="); ok && strings.HasSuffix(k, "_PORT") {
 			ports[k] = v
 		}
 	}
