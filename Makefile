@@ -1,5 +1,5 @@
 # fragile-operator. The two commands a newcomer needs:
-#   make demo   watermark mnist-7, verify it, tamper with it, verify again
+#   make demo   the operator's story on a local control plane: watermark mnist-7, verify, tamper, alarm
 #   make test   everything CI runs (builds the test API server binaries on first use)
 
 SHELL := /usr/bin/env bash
@@ -13,8 +13,12 @@ BIN ?= bin
 all: build
 
 .PHONY: demo
-demo: ## Run the product's story end to end on this machine.
+demo: ## Run the operator's story end to end on a local control plane (no cluster needed).
 	hack/demo.sh
+
+.PHONY: demo-cli
+demo-cli: ## The same story with the fragile command alone, no Kubernetes.
+	hack/demo-cli.sh
 
 .PHONY: test
 test: ## Run every check CI runs: format, vet, manifests, unit, envtest and fuzz smoke tests.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# hack/demo.sh: the ML core's story on mnist-7, no cluster needed: make a key,
+# hack/demo-cli.sh: the ML core's story on mnist-7, no cluster needed: make a key,
 # watermark the model, verify it (intact), add weight noise of 1% of each tensor's
 # standard deviation, verify again (tampered), and show what "could not verify" looks
 # like. Work files go to DEMO_DIR (default: a fresh temporary directory).
