@@ -1,138 +1,28 @@
 package onnxtest
 
 import (
-	"fmt"
 	"math/rand/v2"
 
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/onnx"
 )
 
-// Builder assembles an ONNX model node by node. Weights come from the explicit
-// source given to NewBuilder, so a test's models are reproducible.
-type Builder struct {
-	m     onnx.Model
-	r     *rand.Rand
-	count map[string]int
-	// last is the output of the most recent node.
-	last string
-}
+// Builder is onnx.Builder: tests assemble their models with the same code the
+// project's own architectures use.
+type Builder = onnx.Builder
 
-// NewBuilder starts a model whose one input is called input, of FLOAT elements with
-// the given dims; a dim of -1 is symbolic ("N", the batch).
+// NewBuilder starts a test model whose one input is called input, of FLOAT elements
+// with the given dims; a dim of -1 is symbolic ("N", the batch).
 func NewBuilder(r *rand.Rand, input string, dims ...int64) *Builder {
-	b := &Builder{
-		m: onnx.Model{
-			IRVersion:    7,
-			ProducerName: "onnxtest",
-			Opsets:       map[string]int64{"": 13},
-			Graph:        onnx.Graph{Name: "onnxtest"},
-		},
-		r:     r,
-		count: map[string]int{},
-		last:  input,
-	}
-	b.m.Graph.Inputs = append(b.m.Graph.Inputs, valueInfo(input, dims))
-	return b
+	return onnx.NewBuilder(r, "onnxtest", input, dims...)
 }
 
-func valueInfo(name string, dims []int64) onnx.ValueInfo {
-	vi := onnx.ValueInfo{Name: name, ElemType: onnx.DataTypeFloat}
-	for _, d := range dims {
-		if d < 0 {
-			vi.Dims = append(vi.Dims, onnx.Dim{Value: -1, Param: "N"})
-		} else {
-			vi.Dims = append(vi.Dims, onnx.Dim{Value: d})
-		}
-	}
-	return vi
-}
-
-// Last is the output name of the most recent node (the input before any node).
-func (b *Builder) Last() string { return b.last }
-
-// Weight adds a FLOAT initializer of normal values with the given mean and
-// standard deviation, and returns its name.
-func (b *Builder) Weight(name string, mean, std float64, dims ...int64) string {
-	n := int64(1)
-	for _, d := range dims {
-		n *= d
-	}
-	v := make([]float32, n)
-	for i := range v {
-		v[i] = float32(mean + std*b.r.NormFloat64())
-	}
-	return b.Const(name, v, dims...)
-}
-
-// Uniform adds a FLOAT initializer of values uniform in [lo, hi), and returns its name.
-func (b *Builder) Uniform(name string, lo, hi float64, dims ...int64) string {
-	n := int64(1)
-	for _, d := range dims {
-		n *= d
-	}
-	v := make([]float32, n)
-	for i := range v {
-		v[i] = float32(lo + (hi-lo)*b.r.Float64())
-	}
-	return b.Const(name, v, dims...)
-}
-
-// Const adds a FLOAT initializer with the given values, and returns its name.
-func (b *Builder) Const(name string, values []float32, dims ...int64) string {
-	b.m.Graph.Initializers = append(b.m.Graph.Initializers, onnx.Tensor{
-		Name: name, Dims: append([]int64(nil), dims...), DataType: onnx.DataTypeFloat, Float: values,
-	})
-	return name
-}
-
-// Ints adds an INT64 initializer (a Reshape target), and returns its name.
-func (b *Builder) Ints(name string, values ...int64) string {
-	b.m.Graph.Initializers = append(b.m.Graph.Initializers, onnx.Tensor{
-		Name: name, Dims: []int64{int64(len(values))}, DataType: onnx.DataTypeInt64, Int64: values,
-	})
-	return name
-}
-
-// Node appends a node of the given op reading inputs, names it <op>_<k>, and
-// returns its (single) output name.
-func (b *Builder) Node(op string, inputs []string, attrs ...onnx.Attribute) string {
-	k := b.count[op]
-	b.count[op]++
-	name := fmt.Sprintf("%s_%d", op, k)
-	out := name + "_out"
-	b.m.Graph.Nodes = append(b.m.Graph.Nodes, onnx.Node{
-		Name: name, OpType: op, Inputs: inputs, Outputs: []string{out}, Attributes: attrs,
-	})
-	b.last = out
-	return out
-}
-
-// Model declares the output (the last node's, with the given dims) and returns the model.
-func (b *Builder) Model(dims ...int64) *onnx.Model {
-	m := b.m
-	m.Graph.Outputs = []onnx.ValueInfo{valueInfo(b.last, dims)}
-	return &m
-}
-
-// AttrInt is an INT attribute.
-func AttrInt(name string, v int64) onnx.Attribute {
-	return onnx.Attribute{Name: name, Type: onnx.AttributeInt, I: v}
-}
-
-// AttrInts is an INTS attribute.
-func AttrInts(name string, v ...int64) onnx.Attribute {
-	return onnx.Attribute{Name: name, Type: onnx.AttributeInts, Ints: v}
-}
-
-// AttrFloat is a FLOAT attribute.
-func AttrFloat(name string, v float32) onnx.Attribute {
-	return onnx.Attribute{Name: name, Type: onnx.AttributeFloat, F: v}
-}
-
-// AttrString is a STRING attribute.
-func AttrString(name, v string) onnx.Attribute {
-	return onnx.Attribute{Name: name, Type: onnx.AttributeString, S: []byte(v)}
-}
+// Attribute constructors, re-exported so test tables read as before.
+var (
+	AttrInt    = onnx.AttrInt
+	AttrInts   = onnx.AttrInts
+	AttrFloat  = onnx.AttrFloat
+	AttrString = onnx.AttrString
+)
 
 // MLP is a classifier on 1x4x4 inputs with a symbolic batch, in the layout PyTorch
 // exports an MLP with BatchNorm1d: Flatten, Gemm (transB, with bias),
