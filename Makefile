@@ -44,6 +44,10 @@ run: ## Run the manager against the cluster in $KUBECONFIG.
 bench: ## Measure watermark and verify speed against onnx-go and onnxruntime (BENCHMARKS.md).
 	hack/bench.sh
 
+.PHONY: bench-controller
+bench-controller: ## Measure the controller with 1,000 ModelWatermarks on envtest (BENCHMARKS.md, "Controller").
+	hack/bench-controller.sh
+
 .PHONY: fmt vet
 fmt:
 	gofmt -w $$(git ls-files '*.go')
