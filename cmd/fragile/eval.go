@@ -37,7 +37,7 @@ func evalCommand(ctx context.Context, args []string) int {
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return fail("eval", err)
 	}
-	so := eval.SubjectOptions{Architectures: train.ArchitectureNames(), TrainSteps: 2800, MNIST7: true, CacheDir: *cacheDir, Log: os.Stderr}
+	so := eval.SubjectOptions{Architectures: train.ArchitectureNames(), TrainSteps: 1400, MNIST7: true, CacheDir: *cacheDir, Log: os.Stderr}
 	if *quick {
 		so = eval.SubjectOptions{Architectures: []string{"mlp"}, TrainSteps: 900, MNIST7: true, CacheDir: *cacheDir, Log: os.Stderr}
 		*seeds = 1
