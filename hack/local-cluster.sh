@@ -31,6 +31,8 @@
 #   LOCAL_NODE_PVC_ROOT      PVC CLAIM is the directory LOCAL_NODE_PVC_ROOT/CLAIM (default DIR/pvc)
 #   LOCAL_NODE_BIN           a prebuilt hack/localnode binary (default: go build into DIR/bin)
 #   LOCAL_NODE_ARGS          extra flags for the agent (word-split)
+#   LOCAL_CLUSTER_OWNER_PID  stop the cluster by itself once this process is gone (tests and
+#                            scripts that may be killed before they can run stop)
 #   KUBEBUILDER_ASSETS       used when it has etcd, kube-apiserver and kube-controller-manager;
 #                            otherwise hack/setup-envtest.sh is run with WITH_CONTROLLER_MANAGER=1
 set -euo pipefail
@@ -180,6 +182,7 @@ stop_all() {
     c=${COMPONENTS[i]}
     if alive "$c"; then log "stopping $c (pid $(pid_of "$c"))"; fi
   done
+  if [[ "$(pid_of watchdog)" != "$$" ]]; then stop_one watchdog 5; fi
   # The agent first, while the API server can still take its last Pod statuses; then the
   # controller manager and the API server together; etcd last.
   stop_one localnode 20
@@ -206,6 +209,14 @@ stop_all() {
     return 1
   fi
   log "stopped; ports free; logs kept in $DIR"
+}
+
+# watch_owner PID: the watchdog started for LOCAL_CLUSTER_OWNER_PID.
+watch_owner() {
+  while kill -0 "$1" 2> /dev/null; do sleep 1; done
+  log "owner process $1 is gone: stopping the cluster"
+  stop_all
+  rm -f "$DIR/watchdog.pid"
 }
 
 cmd_start() {
@@ -280,6 +291,11 @@ EOF
   chmod 600 "$DIR/kubeconfig"
 
   local t0=$SECONDS
+  if [[ -n "${LOCAL_CLUSTER_OWNER_PID:-}" ]]; then
+    kill -0 "$LOCAL_CLUSTER_OWNER_PID" 2> /dev/null || die "LOCAL_CLUSTER_OWNER_PID $LOCAL_CLUSTER_OWNER_PID is not running"
+    # The work directory is an argument so that alive() recognises the watchdog.
+    launch watchdog env LOCAL_CLUSTER_DIR="$DIR" bash "$HERE/local-cluster.sh" __watch "$LOCAL_CLUSTER_OWNER_PID" "$DIR/"
+  fi
   # etcd: throwaway data, so no fsync.
   launch etcd "$ASSETS/etcd" --name local --data-dir "$DIR/etcd" \
     --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
@@ -372,6 +388,7 @@ start) cmd_start ;;
 stop) stop_all ;;
 status) cmd_status ;;
 env) cmd_env ;;
+__watch) watch_owner "$2" ;;
 kubectl)
   shift
   [[ -f "$DIR/kubeconfig" ]] || die "not started; run: $0 start"

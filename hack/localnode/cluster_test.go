@@ -27,7 +27,8 @@ import (
 // the garbage collector removes the Pods of a deleted Job, and stop leaves no process or port.
 //
 // It needs the binaries of `WITH_CONTROLLER_MANAGER=1 hack/setup-envtest.sh` in
-// KUBEBUILDER_ASSETS and is skipped without them (and with -short).
+// KUBEBUILDER_ASSETS and is skipped without them (and with -short). The cluster is started with
+// LOCAL_CLUSTER_OWNER_PID set to this process, so a test killed by -timeout leaks nothing.
 func TestLocalClusterRunsJob(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: skipping the local cluster")
@@ -48,9 +49,22 @@ func TestLocalClusterRunsJob(t *testing.T) {
 	}
 	dir := t.TempDir()
 	const image = "example.local/shell:1"
+
+	// Build the agent before anything runs: on a loaded machine with a cold build cache this can
+	// take minutes, and the cluster must not be started without time left to stop it.
+	agentBin := filepath.Join(t.TempDir(), "localnode") // start wipes the cluster directory
+	build := exec.Command("go", "build", "-o", agentBin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	if deadline, ok := t.Deadline(); ok && time.Until(deadline) < 6*time.Minute {
+		t.Fatalf("only %s left before the test deadline, not enough to start and stop a cluster; run with -timeout 20m", time.Until(deadline).Round(time.Second))
+	}
 	cluster := func(args ...string) (string, error) {
 		cmd := exec.Command("bash", append([]string{script}, args...)...)
-		cmd.Env = append(os.Environ(), "LOCAL_CLUSTER_DIR="+dir, "LOCAL_NODE_IMAGE_MAP="+image+"="+sh)
+		cmd.Env = append(os.Environ(), "LOCAL_CLUSTER_DIR="+dir, "LOCAL_NODE_IMAGE_MAP="+image+"="+sh, "LOCAL_NODE_BIN="+agentBin,
+			// If this test binary is killed (go test -timeout), the cluster stops by itself.
+			"LOCAL_CLUSTER_OWNER_PID="+strconv.Itoa(os.Getpid()))
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
 		out, err := cmd.Output()
@@ -168,9 +182,9 @@ func TestLocalClusterRunsJob(t *testing.T) {
 		time.Sleep(250 * time.Millisecond)
 	}
 
-	// stop: every recorded process gone, every port free.
+	// stop: every recorded process gone (the watchdog too), every port free.
 	var pids []int
-	for _, c := range []string{"etcd", "apiserver", "controller-manager", "localnode"} {
+	for _, c := range []string{"etcd", "apiserver", "controller-manager", "localnode", "watchdog"} {
 		b, err := os.ReadFile(filepath.Join(dir, c+".pid"))
 		if err != nil {
 			t.Fatalf("%s.pid: %v", c, err)
