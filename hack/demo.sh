@@ -25,6 +25,8 @@ dir="${DEMO_DIR:-$(mktemp -d -t fragile-demo.XXXXXX)}"
 mkdir -p "$dir/bin" "$dir/models"
 dir=$(cd "$dir" && pwd)
 export LOCAL_CLUSTER_DIR="$dir/cluster"
+# The cluster stops itself if this script dies without running its trap (SIGKILL).
+export LOCAL_CLUSTER_OWNER_PID=$$
 image=ghcr.io/fragile-operator/fragile:dev
 period=60
 bold=$'\033[1m' plain=$'\033[0m'
