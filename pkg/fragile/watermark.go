@@ -217,7 +217,7 @@ func trainGenerator(ctx context.Context, net *nn.Network, verifier *nn.Runner, k
 		if err := vm.RunAll(); err != nil {
 			return nil, fmt.Errorf("training step %d: %w", step, err)
 		}
-		logits, err := valueFloat64(logitsVal)
+		logits, err := nn.ToFloat64(logitsVal)
 		if err != nil {
 			return nil, err
 		}
@@ -454,20 +454,6 @@ func countMatches(logits []float64, labels []int, classes int, floor float64) in
 		}
 	}
 	return matched
-}
-
-func valueFloat64(v G.Value) ([]float64, error) {
-	switch d := v.Data().(type) {
-	case []float32:
-		out := make([]float64, len(d))
-		for i, x := range d {
-			out[i] = float64(x)
-		}
-		return out, nil
-	case []float64:
-		return d, nil
-	}
-	return nil, fmt.Errorf("unexpected value %T", v.Data())
 }
 
 func toFloat32(v []float64) []float32 {

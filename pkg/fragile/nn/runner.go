@@ -71,13 +71,15 @@ func (r *Runner) Logits(inputs []float32) (logits []float64, err error) {
 	if err := r.vm.RunAll(); err != nil {
 		return nil, fmt.Errorf("inference: %w", err)
 	}
-	return toFloat64(r.out)
+	return ToFloat64(r.out)
 }
 
 // Close releases the machine's buffers.
 func (r *Runner) Close() { r.vm.Close() }
 
-func toFloat64(v G.Value) ([]float64, error) {
+// ToFloat64 copies a float32 or float64 graph value into a new []float64, so the
+// result survives the tape machine's next run reusing the value's buffer.
+func ToFloat64(v G.Value) ([]float64, error) {
 	switch data := v.Data().(type) {
 	case []float32:
 		out := make([]float64, len(data))
