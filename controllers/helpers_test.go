@@ -206,6 +206,7 @@ func newHarness(t *testing.T, objs ...client.Object) *harness {
 		WithScheme(scheme).
 		WithStatusSubresource(&fragilev1alpha1.ModelWatermark{}).
 		WithIndex(&batchv1.Job{}, jobOwnerKey, indexJobOwner).
+		WithIndex(&corev1.Pod{}, podJobKey, indexPodJob).
 		WithObjects(objs...).
 		Build()
 	clk := clocktesting.NewFakePassiveClock(t0)

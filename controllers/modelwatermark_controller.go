@@ -48,8 +48,13 @@ const verificationHistoryLimit = 3
 // operator does not watch Secrets it does not own.
 const keySecretRetry = time.Minute
 
-// jobOwnerKey indexes Jobs by the name of the ModelWatermark that controls them.
-const jobOwnerKey = ".metadata.controller"
+// jobOwnerKey indexes Jobs by the name of the ModelWatermark that controls them, and podJobKey
+// Pods by the name of their Job, so that a reconcile reads its own children without scanning
+// the namespace.
+const (
+	jobOwnerKey = ".metadata.controller"
+	podJobKey   = ".metadata.labels.job-name"
+)
 
 // ModelWatermarkReconciler watermarks a model once per spec and verifies it on a schedule.
 // Model files are only ever parsed inside Jobs, never in the manager.
@@ -138,7 +143,7 @@ func (r *ModelWatermarkReconciler) reconcile(ctx context.Context, req ctrl.Reque
 			stale = append(stale, job)
 			continue
 		}
-		run, err := r.observeJob(ctx, job)
+		run, err := r.observeJob(ctx, o, job)
 		if err != nil {
 			return ctrl.Result{}, err
 		}
@@ -184,9 +189,14 @@ func (r *ModelWatermarkReconciler) reconcile(ctx context.Context, req ctrl.Reque
 		log.V(1).Info("deleted Job", "job", job.Name)
 	}
 
-	// 6. Start training when the current watermark has none.
+	// 6. Start training when the current watermark has none. A newly generated key is created
+	// with training's other prerequisites, or on its own when training need not start.
 	if o.training == nil && !mw.Spec.Suspend && !o.keyMissing && o.rejected == "" {
 		if err := r.startTraining(ctx, &mw, o, loc); err != nil {
+			return ctrl.Result{}, err
+		}
+	} else if o.newKey != nil {
+		if err := r.createKey(ctx, &mw, o.newKey); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -227,15 +237,28 @@ func (r *ModelWatermarkReconciler) reconcile(ctx context.Context, req ctrl.Reque
 
 	// 8. Rebuild status from the observation; write it, and announce transitions, only when it
 	// changed.
+	// Report copies go out in the same round trip: nothing in the status depends on them.
 	status := buildStatus(o, mw.Status.Conditions)
 	reportMetrics(o, status)
-	if !apiequality.Semantic.DeepEqual(mw.Status, status) {
-		previous := mw.Status.Conditions
+	changed := !apiequality.Semantic.DeepEqual(mw.Status, status)
+	previous := mw.Status.Conditions
+	var g errgroup.Group
+	for _, write := range o.sideWrites {
+		g.Go(func() error { return write(ctx) })
+	}
+	var statusErr error
+	if changed {
 		mw.Status = status
-		if err := r.Status().Update(ctx, &mw); err != nil {
-			return ctrl.Result{}, err
-		}
+		g.Go(func() error { statusErr = r.Status().Update(ctx, &mw); return statusErr })
+	}
+	err = g.Wait()
+	// Announce once the new status is stored, even if a side write failed: the retry will find
+	// the status unchanged and would not announce again.
+	if changed && statusErr == nil {
 		r.announce(&mw, o, previous, status.Conditions)
+	}
+	if err != nil {
+		return ctrl.Result{}, err
 	}
 
 	// 9. Come back when the next verification is due; Job and Pod changes wake us earlier.
@@ -311,7 +334,8 @@ func (r *ModelWatermarkReconciler) observeKey(ctx context.Context, mw *fragilev1
 	if err != nil {
 		return err
 	}
-	secret := &corev1.Secret{
+	// Created by step 6, alongside the training Job's other prerequisites.
+	o.newKey = &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: mw.Namespace, Labels: ownedLabels(mw, componentKey)},
 		Type:       corev1.SecretTypeOpaque,
 		// Immutable: a key edited in place would make every later verification fail, and the
@@ -319,9 +343,13 @@ func (r *ModelWatermarkReconciler) observeKey(ctx context.Context, mw *fragilev1
 		Immutable: ptr.To(true),
 		Data:      map[string][]byte{keyDataKey: key},
 	}
+	return nil
+}
+
+// createKey creates a generated key Secret. The error names the Secret, never its content.
+func (r *ModelWatermarkReconciler) createKey(ctx context.Context, mw *fragilev1alpha1.ModelWatermark, secret *corev1.Secret) error {
 	if err := r.createOwned(ctx, mw, secret); err != nil && !apierrors.IsAlreadyExists(err) {
-		// The error names the Secret, never its content.
-		return fmt.Errorf("creating key Secret %s: %w", name, err)
+		return fmt.Errorf("creating key Secret %s: %w", secret.Name, err)
 	}
 	return nil
 }
@@ -342,7 +370,8 @@ func newKey(src io.Reader) ([]byte, error) {
 // startTraining gives the training Job what it needs (a ServiceAccount allowed to write the one
 // bundle Secret, and that Secret reserved for this watermark) and creates the Job.
 func (r *ModelWatermarkReconciler) startTraining(ctx context.Context, mw *fragilev1alpha1.ModelWatermark, o *observation, loc modelLocation) error {
-	// The bundle Secret, ServiceAccount and Role are independent writes, issued together to save
+	// The key (when generated now), bundle Secret, ServiceAccount and Role are independent
+	// writes, issued together to save
 	// round trips on the slowest reconcile a resource has. The RoleBinding must wait for the
 	// Role: the API server only lets the manager bind a Role whose rules it can see it holds.
 	sa, role, binding := trainerRBAC(mw)
@@ -353,6 +382,9 @@ func (r *ModelWatermarkReconciler) startTraining(ctx context.Context, mw *fragil
 		return nil
 	}
 	var g errgroup.Group
+	if o.newKey != nil {
+		g.Go(func() error { return r.createKey(ctx, mw, o.newKey) })
+	}
 	g.Go(func() error { return r.reserveBundleSecret(ctx, mw, o) })
 	g.Go(func() error { return create(ctx, sa) })
 	g.Go(func() error { return create(ctx, role) })
@@ -541,6 +573,9 @@ func (r *ModelWatermarkReconciler) SetupWithManager(ctx context.Context, mgr ctr
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &batchv1.Job{}, jobOwnerKey, indexJobOwner); err != nil {
 		return err
 	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &corev1.Pod{}, podJobKey, indexPodJob); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&fragilev1alpha1.ModelWatermark{}).
 		Owns(&batchv1.Job{}).
@@ -560,6 +595,14 @@ func indexJobOwner(obj client.Object) []string {
 		return nil
 	}
 	return []string{owner.Name}
+}
+
+// indexPodJob is the field index function for podJobKey.
+func indexPodJob(obj client.Object) []string {
+	if name := obj.GetLabels()[jobNameLabel]; name != "" {
+		return []string{name}
+	}
+	return nil
 }
 
 // podToModelWatermark maps a Job's Pod to the ModelWatermark named in its labels.

@@ -39,19 +39,20 @@ type jobRun struct {
 
 // readTermination finds the report of a finished Job: first on the Job itself (copied there by
 // an earlier reconcile), else in the newest terminated container status of its Pods. A report
-// found on a Pod is copied to the Job so that it outlives the Pod.
-func (r *ModelWatermarkReconciler) readTermination(ctx context.Context, job *batchv1.Job) (termination, error) {
+// found on a Pod should be copied to the Job so that it outlives the Pod: copy is that write,
+// left to the caller so that it can share a round trip with the status update.
+func (r *ModelWatermarkReconciler) readTermination(ctx context.Context, job *batchv1.Job) (t termination, copy func(context.Context) error, err error) {
 	if msg, ok := job.Annotations[annotationTerminationMessage]; ok {
 		code, err := strconv.ParseInt(job.Annotations[annotationExitCode], 10, 32)
 		if err == nil {
-			return termination{found: true, message: msg, exitCode: int32(code)}, nil
+			return termination{found: true, message: msg, exitCode: int32(code)}, nil, nil
 		}
 	}
 
+	// Through an index: a label selector would scan every cached Pod of the namespace.
 	var pods corev1.PodList
-	if err := r.List(ctx, &pods, client.InNamespace(job.Namespace),
-		client.MatchingLabels{jobNameLabel: job.Name, labelManagedBy: managedBy}); err != nil {
-		return termination{}, err
+	if err := r.List(ctx, &pods, client.InNamespace(job.Namespace), client.MatchingFields{podJobKey: job.Name}); err != nil {
+		return termination{}, nil, err
 	}
 	var best termination
 	for i := range pods.Items {
@@ -66,7 +67,7 @@ func (r *ModelWatermarkReconciler) readTermination(ctx context.Context, job *bat
 		}
 	}
 	if !best.found {
-		return best, nil
+		return best, nil, nil
 	}
 
 	// A merge patch touches only our two annotations, so it cannot conflict with the Job
@@ -76,24 +77,30 @@ func (r *ModelWatermarkReconciler) readTermination(ctx context.Context, job *bat
 		annotationExitCode:           strconv.Itoa(int(best.exitCode)),
 	}}})
 	if err != nil {
-		return termination{}, err
+		return termination{}, nil, err
 	}
-	if err := r.Patch(ctx, job.DeepCopy(), client.RawPatch(types.MergePatchType, patch)); err != nil {
-		return termination{}, client.IgnoreNotFound(err)
+	target := job.DeepCopy()
+	copy = func(ctx context.Context) error {
+		err := r.Patch(ctx, target, client.RawPatch(types.MergePatchType, patch))
+		return client.IgnoreNotFound(err)
 	}
-	return best, nil
+	return best, copy, nil
 }
 
-// observeJob classifies a Job and, once it has finished, reads its report.
-func (r *ModelWatermarkReconciler) observeJob(ctx context.Context, job *batchv1.Job) (jobRun, error) {
+// observeJob classifies a Job and, once it has finished, reads its report. Writes it wants
+// done (copying the report onto the Job) are appended to o.sideWrites.
+func (r *ModelWatermarkReconciler) observeJob(ctx context.Context, o *observation, job *batchv1.Job) (jobRun, error) {
 	run := jobRun{job: job}
 	run.finished, run.failed, run.finishedAt, run.failReason = jobFinished(job)
 	if !run.finished {
 		return run, nil
 	}
-	t, err := r.readTermination(ctx, job)
+	t, copy, err := r.readTermination(ctx, job)
 	if err != nil {
 		return run, err
+	}
+	if copy != nil {
+		o.sideWrites = append(o.sideWrites, copy)
 	}
 	// finishedAt stays the Job's own finish time even when the container's is known: the
 	// container time is lost once the report moves to the Job, and status must not change then.

@@ -1,10 +1,12 @@
 package controllers
 
 import (
+	"context"
 	"fmt"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -45,6 +47,11 @@ type observation struct {
 
 	// watermarked is the evaluated Watermarked condition; verification waits for it.
 	watermarked metav1.Condition
+
+	// newKey is a generated key Secret still to be created; sideWrites are writes that no
+	// later step depends on (report copies), issued together with the status update.
+	newKey     *corev1.Secret
+	sideWrites []func(context.Context) error
 }
 
 // bundleSealed reports whether the bundle Secret holds a sealed bundle (of any watermark).
