@@ -138,7 +138,8 @@ func TestReconcileBranches(t *testing.T) {
 			check: func(t *testing.T, h *harness) {
 				st := h.mw(name).Status
 				want := &fragilev1alpha1.VerificationStatus{JobName: name + "-verify-" + itoa(t0.Unix()),
-					Result: fragilev1alpha1.VerificationIntact, TotalTriggers: 100, DigestMatches: true}
+					Result: fragilev1alpha1.VerificationIntact, TotalTriggers: ptr.To[int32](100),
+					MismatchedTriggers: ptr.To[int32](0), DigestMatches: true}
 				if d := cmp.Diff(want, st.LastVerification, ignoreTimes); d != "" {
 					t.Errorf("lastVerification (-want +got):\n%s", d)
 				}
@@ -165,7 +166,7 @@ func TestReconcileBranches(t *testing.T) {
 			trainingJobs: 1, verificationJobs: 2,
 			check: func(t *testing.T, h *harness) {
 				st := h.mw(name).Status
-				if st.LastVerification.MismatchedTriggers != 7 || st.LastVerification.Result != fragilev1alpha1.VerificationTampered {
+				if lv := st.LastVerification; ptr.Deref(lv.MismatchedTriggers, -1) != 7 || lv.Result != fragilev1alpha1.VerificationTampered {
 					t.Errorf("lastVerification %+v", st.LastVerification)
 				}
 				for status, want := range map[string]float64{"True": 0, "False": 1, "Unknown": 0} {
@@ -199,6 +200,12 @@ func TestReconcileBranches(t *testing.T) {
 			watermarked: "True/Watermarked", intact: "Unknown/VerificationFailed", ready: "Unknown/VerificationFailed",
 			events:       []string{"Warning VerificationFailed"},
 			trainingJobs: 1, verificationJobs: 1,
+			check: func(t *testing.T, h *harness) {
+				lv := h.mw(name).Status.LastVerification
+				if lv.Result != fragilev1alpha1.VerificationFailed || lv.MismatchedTriggers != nil || lv.TotalTriggers != nil {
+					t.Errorf("a run without a verdict must report no counts: %+v", lv)
+				}
+			},
 		},
 		"tampered report with exit status 0 is not trusted": {
 			mw: newMW(name),

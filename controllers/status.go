@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	fragilev1alpha1 "github.com/fragile-operator/fragile-operator/api/v1alpha1"
 )
@@ -342,13 +343,15 @@ func buildStatus(o *observation, previous []metav1.Condition) fragilev1alpha1.Mo
 	if len(o.verdicts) > 0 {
 		v := o.verdicts[0]
 		st.LastVerification = &fragilev1alpha1.VerificationStatus{
-			JobName:            v.run.job.Name,
-			Time:               metav1.NewTime(v.run.finishedAt).Rfc3339Copy(),
-			Result:             v.result,
-			TotalTriggers:      v.total,
-			MismatchedTriggers: v.mismatched,
-			DigestMatches:      v.digestMatches,
-			Message:            v.message,
+			JobName:       v.run.job.Name,
+			Time:          metav1.NewTime(v.run.finishedAt).Rfc3339Copy(),
+			Result:        v.result,
+			DigestMatches: v.digestMatches,
+			Message:       v.message,
+		}
+		if v.conclusive() {
+			st.LastVerification.TotalTriggers = ptr.To(v.total)
+			st.LastVerification.MismatchedTriggers = ptr.To(v.mismatched)
 		}
 		if v.modelDigest != "" {
 			st.ModelDigest = v.modelDigest

@@ -315,12 +315,13 @@ type VerificationStatus struct {
 	Time metav1.Time `json:"time"`
 	// result is the verdict: Intact, Tampered, or Failed (no verdict).
 	Result VerificationResult `json:"result"`
-	// totalTriggers is how many triggers were checked.
+	// totalTriggers is how many triggers were checked; unset when the Job reached no verdict.
 	// +optional
-	TotalTriggers int32 `json:"totalTriggers,omitempty"`
-	// mismatchedTriggers is how many triggers no longer received their key label.
+	TotalTriggers *int32 `json:"totalTriggers,omitempty"`
+	// mismatchedTriggers is how many triggers no longer received their key label: 0 when
+	// intact, unset when the Job reached no verdict (a count from a failed run means nothing).
 	// +optional
-	MismatchedTriggers int32 `json:"mismatchedTriggers,omitempty"`
+	MismatchedTriggers *int32 `json:"mismatchedTriggers,omitempty"`
 	// digestMatches says whether the verified bytes equal the bytes that were watermarked.
 	// Intact with different bytes means a benign re-serialisation kept every label.
 	// +optional
