@@ -8,17 +8,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
-	"encoding/json"
 	"flag"
 	"fmt"
-	"math"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -30,6 +24,7 @@ import (
 
 	"github.com/fragile-operator/fragile-operator/internal/zoo"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile"
+	"github.com/fragile-operator/fragile-operator/pkg/fragile/eval"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/nn"
 )
 
@@ -92,7 +87,7 @@ func run(rounds, n int, ortLib string) error {
 	fmt.Printf("| our inference only, %d triggers in one batch (graph reused) | %s | |\n", n, inference)
 	fmt.Printf("| onnx-go reference inference, same %d triggers one at a time (graph reused) | %s | |\n", n, reference)
 	if ortLib != "" {
-		ortTime, agree, err := onnxruntime(ortLib, model, net, bundle, rounds)
+		ortTime, agree, err := onnxruntime(ortLib, model, bundle, rounds)
 		if err != nil {
 			return err
 		}
@@ -145,43 +140,21 @@ func onnxGoReference(model []byte, b *fragile.Bundle, rounds int) (time.Duration
 	return d, runErr
 }
 
-// onnxruntime runs hack/ortrun on the same triggers and returns its median round
-// time and how many triggers it labels as the key says.
-func onnxruntime(lib string, model []byte, net *nn.Network, b *fragile.Bundle, rounds int) (time.Duration, int, error) {
+// onnxruntime runs the same triggers through onnxruntime (hack/ortrun, in its own
+// process) and returns its median round time and how many triggers it labels as the
+// key says.
+func onnxruntime(lib string, model []byte, b *fragile.Bundle, rounds int) (time.Duration, int, error) {
 	dir, err := os.MkdirTemp("", "fragile-bench")
 	if err != nil {
 		return 0, 0, err
 	}
 	defer os.RemoveAll(dir)
-	modelPath, inputsPath := filepath.Join(dir, "model.onnx"), filepath.Join(dir, "triggers.f32")
-	raw := make([]byte, 4*len(b.Triggers))
-	for i, v := range b.Triggers {
-		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
-	}
-	if err := os.WriteFile(modelPath, model, 0o644); err != nil {
-		return 0, 0, err
-	}
-	if err := os.WriteFile(inputsPath, raw, 0o644); err != nil {
-		return 0, 0, err
-	}
-	shape := make([]string, len(b.InputShape))
-	for i, d := range b.InputShape {
-		shape[i] = fmt.Sprint(d)
-	}
-	cmd := exec.Command("go", "run", "-tags", "ort", "./hack/ortrun", "-lib", lib, "-model", modelPath,
-		"-inputs", inputsPath, "-n", fmt.Sprint(b.Len()), "-input-name", net.InputName, "-output-name", net.OutputName,
-		"-shape", strings.Join(shape, "x"), "-classes", fmt.Sprint(net.Classes), "-rounds", fmt.Sprint(rounds))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	bin, err := eval.BuildOrtRun(".", dir)
 	if err != nil {
-		return 0, 0, fmt.Errorf("ortrun: %v: %s", err, stderr.String())
+		return 0, 0, err
 	}
-	var res struct {
-		RoundSeconds []float64   `json:"roundSeconds"`
-		Logits       [][]float32 `json:"logits"`
-	}
-	if err := json.Unmarshal(out, &res); err != nil {
+	res, err := eval.RunOrtRun(bin, lib, dir, model, b, rounds)
+	if err != nil {
 		return 0, 0, err
 	}
 	times := make([]time.Duration, len(res.RoundSeconds))
@@ -189,12 +162,8 @@ func onnxruntime(lib string, model []byte, net *nn.Network, b *fragile.Bundle, r
 		times[i] = time.Duration(s * float64(time.Second))
 	}
 	agree := 0
-	for i, row := range res.Logits {
-		logits := make([]float64, len(row))
-		for j, v := range row {
-			logits[j] = float64(v)
-		}
-		if labels, _ := nn.TopTwo(logits, len(row)); labels[0] == b.KeyLabels[i] {
+	for i, l := range res.Labels {
+		if l == b.KeyLabels[i] {
 			agree++
 		}
 	}

@@ -19,62 +19,91 @@ import (
 // returns a Labeler that runs it, onnxruntime's shared library at lib, in its own
 // process: onnxruntime must never share a process with gorgonia.
 func OnnxRuntime(repoRoot, lib, workDir string) (Labeler, error) {
+	bin, err := BuildOrtRun(repoRoot, workDir)
+	if err != nil {
+		return nil, err
+	}
+	return func(model []byte, b *fragile.Bundle) ([]int, error) {
+		res, err := RunOrtRun(bin, lib, workDir, model, b, 1)
+		if err != nil {
+			return nil, err
+		}
+		return res.Labels, nil
+	}, nil
+}
+
+// BuildOrtRun builds hack/ortrun (in the repository at repoRoot) into workDir and
+// returns the binary's path.
+func BuildOrtRun(repoRoot, workDir string) (string, error) {
 	bin := filepath.Join(workDir, "ortrun")
 	build := exec.Command("go", "build", "-tags", "ort", "-o", bin, "./hack/ortrun")
 	build.Dir = repoRoot
 	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("building hack/ortrun: %v: %s", err, out)
+		return "", fmt.Errorf("building hack/ortrun: %v: %s", err, out)
 	}
-	return func(model []byte, b *fragile.Bundle) ([]int, error) {
-		dir, err := os.MkdirTemp(workDir, "run")
-		if err != nil {
-			return nil, err
+	return bin, nil
+}
+
+// OrtResult is what one hack/ortrun run measured.
+type OrtResult struct {
+	RoundSeconds []float64 // duration of each round over all triggers
+	Labels       []int     // top-1 label of each trigger in the last round
+}
+
+// RunOrtRun runs the bundle's triggers through the model with the ortrun binary bin,
+// one trigger at a time, rounds times.
+func RunOrtRun(bin, lib, workDir string, model []byte, b *fragile.Bundle, rounds int) (*OrtResult, error) {
+	dir, err := os.MkdirTemp(workDir, "run")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	net, err := fragile.LoadNetwork(model)
+	if err != nil {
+		return nil, err
+	}
+	modelPath, inputsPath := filepath.Join(dir, "model.onnx"), filepath.Join(dir, "inputs.f32")
+	raw := make([]byte, 4*len(b.Triggers))
+	for i, v := range b.Triggers {
+		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
+	}
+	if err := os.WriteFile(modelPath, model, 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(inputsPath, raw, 0o644); err != nil {
+		return nil, err
+	}
+	shape := make([]string, len(b.InputShape))
+	for i, d := range b.InputShape {
+		shape[i] = fmt.Sprint(d)
+	}
+	cmd := exec.Command(bin, "-lib", lib, "-model", modelPath, "-inputs", inputsPath, "-n", fmt.Sprint(b.Len()),
+		"-input-name", net.InputName, "-output-name", net.OutputName, "-shape", strings.Join(shape, "x"),
+		"-classes", fmt.Sprint(net.Classes), "-rounds", fmt.Sprint(rounds))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("onnxruntime: %v: %s", err, stderr.String())
+	}
+	var res struct {
+		RoundSeconds []float64
+		Logits       [][]float32
+	}
+	if err := json.Unmarshal(out, &res); err != nil {
+		return nil, fmt.Errorf("onnxruntime output: %w", err)
+	}
+	if len(res.Logits) != b.Len() {
+		return nil, fmt.Errorf("onnxruntime returned %d rows for %d triggers", len(res.Logits), b.Len())
+	}
+	result := &OrtResult{RoundSeconds: res.RoundSeconds, Labels: make([]int, b.Len())}
+	for i, row := range res.Logits {
+		logits := make([]float64, len(row))
+		for j, v := range row {
+			logits[j] = float64(v)
 		}
-		defer os.RemoveAll(dir)
-		net, err := fragile.LoadNetwork(model)
-		if err != nil {
-			return nil, err
-		}
-		modelPath, inputsPath := filepath.Join(dir, "model.onnx"), filepath.Join(dir, "inputs.f32")
-		raw := make([]byte, 4*len(b.Triggers))
-		for i, v := range b.Triggers {
-			binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
-		}
-		if err := os.WriteFile(modelPath, model, 0o644); err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(inputsPath, raw, 0o644); err != nil {
-			return nil, err
-		}
-		shape := make([]string, len(b.InputShape))
-		for i, d := range b.InputShape {
-			shape[i] = fmt.Sprint(d)
-		}
-		cmd := exec.Command(bin, "-lib", lib, "-model", modelPath, "-inputs", inputsPath, "-n", fmt.Sprint(b.Len()),
-			"-input-name", net.InputName, "-output-name", net.OutputName, "-shape", strings.Join(shape, "x"),
-			"-classes", fmt.Sprint(net.Classes), "-rounds", "1")
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			return nil, fmt.Errorf("onnxruntime: %v: %s", err, stderr.String())
-		}
-		var res struct{ Logits [][]float32 }
-		if err := json.Unmarshal(out, &res); err != nil {
-			return nil, fmt.Errorf("onnxruntime output: %w", err)
-		}
-		if len(res.Logits) != b.Len() {
-			return nil, fmt.Errorf("onnxruntime returned %d rows for %d triggers", len(res.Logits), b.Len())
-		}
-		labels := make([]int, b.Len())
-		for i, row := range res.Logits {
-			logits := make([]float64, len(row))
-			for j, v := range row {
-				logits[j] = float64(v)
-			}
-			top, _ := nn.TopTwo(logits, len(row))
-			labels[i] = top[0]
-		}
-		return labels, nil
-	}, nil
+		top, _ := nn.TopTwo(logits, len(row))
+		result.Labels[i] = top[0]
+	}
+	return result, nil
 }
