@@ -4,9 +4,11 @@ import (
 	"cmp"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strconv"
 	"testing"
+	"weak"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -341,4 +343,114 @@ func TestGradientsConvNet(t *testing.T) {
 		inputs[i] = r.Float64()
 	}
 	checkGradients(t, gradCase{model: m, inputs: inputs, batch: batch, scale: 1, hInput: 1e-5, hParam: 1e-5}, r)
+}
+
+// TestInputGradientMatchesFiniteDifferences checks nn.InputGradient (float32) against
+// central differences of the weighted logits computed by a float64 Runner, on the
+// small conv net (Conv, MaxPool, Relu, Gemm) and on mnist-7. Both are piecewise
+// linear, so away from a kink the difference is exact up to rounding; the step is
+// small enough that random inputs do not straddle one.
+func TestInputGradientMatchesFiniteDifferences(t *testing.T) {
+	r := rand.New(rand.NewPCG(41, 42))
+	conv, err := nn.Compile(onnxtest.ConvNet(r))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, mnist := mnist7(t)
+	for name, c := range map[string]struct {
+		net   *nn.Network
+		scale float64 // input range
+	}{"conv": {conv, 1}, "mnist-7": {mnist, 255}} {
+		t.Run(name, func(t *testing.T) {
+			const batch = 3
+			size, classes := c.net.InputSize(), c.net.Classes
+			inputs := make([]float32, batch*size)
+			for i := range inputs {
+				inputs[i] = float32(c.scale * r.Float64())
+			}
+			weights := make([]float32, batch*classes)
+			for i := range weights {
+				weights[i] = float32(r.NormFloat64())
+			}
+			ig, err := nn.NewInputGradient(c.net, batch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ig.Close()
+			got, err := ig.Gradient(inputs, weights)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r64, err := nn.NewRunner(c.net, batch, tensor.Float64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r64.Close()
+			objective := func(in []float32) float64 {
+				z, err := r64.Logits(in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				s := 0.0
+				for i, v := range z {
+					s += float64(weights[i]) * v
+				}
+				return s
+			}
+			largest := 0.0
+			for _, g := range got {
+				largest = math.Max(largest, math.Abs(g))
+			}
+			h := float32(1e-5 * c.scale) // the divisor below is the step float32 actually took
+			for k := 0; k < 40; k++ {
+				i := r.IntN(len(inputs))
+				plus, minus := slices.Clone(inputs), slices.Clone(inputs)
+				plus[i] += h
+				minus[i] -= h
+				fd := (objective(plus) - objective(minus)) / float64(plus[i]-minus[i])
+				if math.Abs(fd-got[i]) > 1e-4*largest {
+					t.Errorf("coordinate %d: analytic %.6g, finite difference %.6g (largest gradient %.3g)", i, got[i], fd, largest)
+				}
+			}
+			if _, err := ig.Gradient(inputs[:size], weights); err == nil {
+				t.Error("Gradient with one example for a batch of 3: no error")
+			}
+		})
+	}
+}
+
+// TestRunnersAreFreed guards against a leak: a Runner or InputGradient that is no
+// longer referenced must be collectable. gorgonia sets a finalizer on every tape
+// machine, and the runtime never frees a cycle through an object with a finalizer,
+// so any path from the machine back to the struct holding it leaks the whole graph
+// (the full evaluation once grew past 14 GiB that way).
+func TestRunnersAreFreed(t *testing.T) {
+	_, net := mnist7(t)
+	runner, err := nn.NewRunner(net, 2, tensor.Float32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runner.Logits(make([]float32, 2*net.InputSize())); err != nil {
+		t.Fatal(err)
+	}
+	runner.Close()
+	ig, err := nn.NewInputGradient(net, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ig.Gradient(make([]float32, 2*net.InputSize()), make([]float32, 2*net.Classes)); err != nil {
+		t.Fatal(err)
+	}
+	ig.Close()
+	weakRunner, weakGradient := weak.Make(runner), weak.Make(ig)
+	runner, ig = nil, nil
+	for range 3 {
+		runtime.GC()
+	}
+	if weakRunner.Value() != nil {
+		t.Error("a dropped Runner is still reachable after garbage collection")
+	}
+	if weakGradient.Value() != nil {
+		t.Error("a dropped InputGradient is still reachable after garbage collection")
+	}
 }
