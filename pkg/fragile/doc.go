@@ -6,8 +6,9 @@
 // A secret Key determines everything: the generator's noise inputs, the key labels,
 // the generator's initial weights and the keys that seal the Bundle. Watermark trains
 // the generator against the frozen classifier until every trigger it produces is
-// labelled as the key says, with outputs pushed towards the decision boundaries, and
-// seals the triggers into a Bundle. Verify runs the triggers through a (possibly
+// labelled as the key says, then (by default, MethodTie) moves each trigger to a
+// point where every class ties with its key label up to a margin just above the
+// float32 noise floor, and seals the triggers into a Bundle. Verify runs the triggers through a (possibly
 // modified) model and compares top-1 labels with the key: any change is tampering,
 // while a model or bundle that cannot be read is an error, never tampering.
 //

@@ -37,10 +37,15 @@ const (
 	// triggers sit just above the float32 noise floor, so any weight change that moves
 	// logits by more than that flips some of them.
 	MethodBoundary Method = "boundary"
+	// MethodTie, the default, refines MethodBoundary's triggers further, by Newton's
+	// method, to points where every other class sits just below the key label (see
+	// refineToTie): any weight change that does not favour the key label over all C-1
+	// others flips the trigger, instead of the half of changes that cross one boundary.
+	MethodTie Method = "tie"
 )
 
 // Methods lists the trigger methods Watermark accepts.
-var Methods = []Method{MethodBoundary, MethodPaper, MethodNatural, MethodNaturalBoundary}
+var Methods = []Method{MethodTie, MethodBoundary, MethodPaper, MethodNatural, MethodNaturalBoundary}
 
 // BoundaryMargin is how many margin floors above the boundary MethodBoundary leaves
 // each trigger: a safety factor against runtimes that round differently.
@@ -52,7 +57,7 @@ const bisectionSteps = 24
 
 // WatermarkOptions tune Watermark. Zero values take the documented defaults.
 type WatermarkOptions struct {
-	// Method selects how triggers are made (default MethodBoundary).
+	// Method selects how triggers are made (default MethodTie).
 	Method Method
 	// Triggers is the number of trigger inputs N (default 100).
 	Triggers int
@@ -77,7 +82,7 @@ type WatermarkOptions struct {
 
 func (o *WatermarkOptions) setDefaults() error {
 	if o.Method == "" {
-		o.Method = MethodBoundary
+		o.Method = MethodTie
 	}
 	if o.Triggers == 0 {
 		o.Triggers = 100
@@ -141,10 +146,17 @@ func Watermark(ctx context.Context, model []byte, key Key, opts WatermarkOptions
 	if err != nil {
 		return nil, err
 	}
-	if opts.Method == MethodBoundary || opts.Method == MethodNaturalBoundary {
+	if opts.Method == MethodBoundary || opts.Method == MethodNaturalBoundary || opts.Method == MethodTie {
 		if made.triggers, made.logits, err = refineToBoundary(net, verifier, made.triggers, made.labels, BoundaryMargin*opts.MarginFloor); err != nil {
 			return nil, err
 		}
+	}
+	if opts.Method == MethodTie {
+		tie, err := refineToTie(net, verifier, made.triggers, made.labels, opts.MarginFloor, opts.InputMin, opts.InputMax)
+		if err != nil {
+			return nil, err
+		}
+		made.triggers, made.logits = tie.triggers, tie.logits
 	}
 	_, margins := nn.TopTwo(made.logits, net.Classes)
 	return &Bundle{
