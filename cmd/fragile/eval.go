@@ -26,7 +26,7 @@ func evalCommand(ctx context.Context, args []string) int {
 	out := fs.String("out", "eval-out", "directory for detection.md and the plots")
 	seeds := fs.Int("seeds", 3, "attacked models per configuration")
 	triggers := fs.Int("triggers", 100, "triggers per bundle")
-	methods := fs.String("methods", "natural,paper,natural-boundary,boundary", "trigger methods to compare")
+	methods := fs.String("methods", "natural,paper,natural-boundary,boundary,tie", "trigger methods to compare")
 	ortLib := fs.String("ort-lib", "", "libonnxruntime.so.1 for the second-runtime control (hack/lib.sh installs it)")
 	repo := fs.String("repo", ".", "repository root (to build hack/ortrun)")
 	cacheDir := fs.String("cache-dir", "", "where trained Fashion-MNIST models are kept between runs")

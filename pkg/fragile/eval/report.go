@@ -23,7 +23,7 @@ func (r *Report) Markdown(w io.Writer) {
 		for _, m := range r.Methods {
 			fmt.Fprintf(w, " %s %.3g;", m, r.Margins[s.Name][m])
 		}
-		fmt.Fprint(w, "\n\nEach cell: change rate · detected models · mean first-flip queries ± sd (random query orders).\n\n")
+		fmt.Fprint(w, "\n\nEach cell: change rate · detected of changed models · mean first-flip queries ± sd (random query orders).\n\n")
 		fmt.Fprint(w, "| attack | attacked accuracy |")
 		for _, m := range r.Methods {
 			fmt.Fprintf(w, " %s |", m)
@@ -34,13 +34,21 @@ func (r *Report) Markdown(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 		for _, row := range r.rowsOf(s.Name) {
-			fmt.Fprintf(w, "| %s | %.2f%% |", row[0].Attack.Label, 100*row[0].Accuracy)
+			label := row[0].Attack.Label
+			if u := row[0].Unchanged; u > 0 {
+				label += fmt.Sprintf(" (%d of %d models unchanged)", u, row[0].Models)
+			}
+			fmt.Fprintf(w, "| %s | %.2f%% |", label, 100*row[0].Accuracy)
 			for _, c := range row {
+				if c.Unchanged == c.Models {
+					fmt.Fprint(w, " weights unchanged |")
+					continue
+				}
 				ff := "never"
 				if !math.IsNaN(c.FirstFlip) {
 					ff = fmt.Sprintf("%.1f ± %.1f", c.FirstFlip, c.FirstFlipSD)
 				}
-				fmt.Fprintf(w, " %.2f · %d/%d · %s |", c.ChangeRate, c.Detected, c.Models, ff)
+				fmt.Fprintf(w, " %.2f · %d/%d · %s |", c.ChangeRate, c.Detected, c.Models-c.Unchanged, ff)
 			}
 			fmt.Fprintln(w)
 		}
@@ -111,8 +119,8 @@ func (r *Report) Plots(dir string) ([]string, error) {
 		series := map[string]map[string]plotter.XYs{} // series -> method -> points
 		var names []string
 		for _, row := range r.Rows {
-			if row.Subject != s.Name || row.Attack.Series == "" {
-				continue
+			if row.Subject != s.Name || row.Attack.Series == "" || row.Unchanged == row.Models {
+				continue // not plotted, or no model changed: no change rate to show
 			}
 			if series[row.Attack.Series] == nil {
 				series[row.Attack.Series] = map[string]plotter.XYs{}

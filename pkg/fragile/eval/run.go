@@ -37,9 +37,14 @@ type Config struct {
 type Row struct {
 	Subject, Method string
 	Attack          Attack
-	Models          int     // attacked models (seeds)
-	Detected        int     // of them, with at least one flipped trigger
-	ChangeRate      float64 // mean fraction of flipped triggers
+	Models          int // attacked models (seeds)
+	// Unchanged counts attacked models whose weights equal the original's: a
+	// fine-tuning step on a minibatch the model already classifies with saturated
+	// confidence has an exactly zero gradient. No method can or should flag those, so
+	// the detection and change rates below count only the changed models.
+	Unchanged  int
+	Detected   int     // changed models with at least one flipped trigger
+	ChangeRate float64 // mean fraction of flipped triggers over the changed models
 	// FirstFlip is the mean number of triggers queried, in a random order, up to and
 	// including the first flipped one, over all detected models and orders; FirstFlipSD
 	// is its standard deviation. NaN when nothing was detected.
@@ -122,19 +127,27 @@ func Run(ctx context.Context, subjects []*Subject, attacks []Attack, cfg Config)
 				if err != nil {
 					return nil, fmt.Errorf("%s, %s: %w", s.Name, a.Label, err)
 				}
+				same, err := sameWeights(s.Model, attacked)
+				if err != nil {
+					return nil, fmt.Errorf("%s, %s: %w", s.Name, a.Label, err)
+				}
 				net, err := fragile.LoadNetwork(attacked)
 				if err != nil {
 					return nil, err
 				}
 				for i, m := range cfg.Methods {
+					rows[i].Models++
+					rows[i].Accuracy += acc
+					if same {
+						rows[i].Unchanged++
+						continue
+					}
 					b := bundles[m]
 					labels, err := fragile.Predict(net, b.Triggers, b.Len())
 					if err != nil {
 						return nil, err
 					}
 					flipped := mismatches(labels, b.KeyLabels)
-					rows[i].Models++
-					rows[i].Accuracy += acc
 					rows[i].ChangeRate += float64(count(flipped)) / float64(b.Len())
 					if count(flipped) > 0 {
 						rows[i].Detected++
@@ -144,10 +157,12 @@ func Run(ctx context.Context, subjects []*Subject, attacks []Attack, cfg Config)
 			}
 			for i := range rows {
 				rows[i].Accuracy /= float64(rows[i].Models)
-				rows[i].ChangeRate /= float64(rows[i].Models)
+				if changed := rows[i].Models - rows[i].Unchanged; changed > 0 {
+					rows[i].ChangeRate /= float64(changed)
+				}
 				rows[i].FirstFlip, rows[i].FirstFlipSD = meanSD(flips[i])
-				fmt.Fprintf(cfg.Log, "%s | %s | %s: detected %d/%d, change rate %.2f, first flip %.1f, accuracy %.4f\n",
-					s.Name, a.Label, rows[i].Method, rows[i].Detected, rows[i].Models, rows[i].ChangeRate, rows[i].FirstFlip, rows[i].Accuracy)
+				fmt.Fprintf(cfg.Log, "%s | %s | %s: detected %d/%d changed models (%d unchanged), change rate %.2f, first flip %.1f, accuracy %.4f\n",
+					s.Name, a.Label, rows[i].Method, rows[i].Detected, rows[i].Models-rows[i].Unchanged, rows[i].Unchanged, rows[i].ChangeRate, rows[i].FirstFlip, rows[i].Accuracy)
 			}
 			rep.Rows = append(rep.Rows, rows...)
 		}
@@ -265,4 +280,26 @@ func medianOf32(v []float32) float64 {
 	s := slices.Clone(v)
 	slices.Sort(s)
 	return float64(s[len(s)/2])
+}
+
+// sameWeights reports whether two model files carry the same initializer values.
+func sameWeights(a, b []byte) (bool, error) {
+	ma, err := onnx.Decode(a)
+	if err != nil {
+		return false, err
+	}
+	mb, err := onnx.Decode(b)
+	if err != nil {
+		return false, err
+	}
+	if len(ma.Graph.Initializers) != len(mb.Graph.Initializers) {
+		return false, nil
+	}
+	for i, ta := range ma.Graph.Initializers {
+		tb := mb.Graph.Initializers[i]
+		if ta.Name != tb.Name || !slices.Equal(ta.Float, tb.Float) || !slices.Equal(ta.Double, tb.Double) || !slices.Equal(ta.Int64, tb.Int64) {
+			return false, nil
+		}
+	}
+	return true, nil
 }
