@@ -13,12 +13,27 @@ import (
 
 // Prune sets the fraction of smallest-magnitude weights of every FLOAT initializer
 // to zero (magnitude pruning, per tensor; ties broken by position so the result is
-// deterministic) and returns the new file.
+// deterministic) and returns the new file. BatchNormalization's scale, bias, mean
+// and variance are not weights and are left alone: a zeroed variance divides by
+// sqrt(epsilon) and wrecks the model (1% pruning took a BatchNorm MLP from 84% to
+// 29% test accuracy), which is not the quiet compression pruning stands for.
 func Prune(model []byte, fraction float64) ([]byte, error) {
 	if !(fraction > 0 && fraction < 1) {
 		return nil, fmt.Errorf("prune fraction %g: must be between 0 and 1", fraction)
 	}
-	return mapWeights(model, func(w []float32) []float32 {
+	m, err := onnx.Decode(model)
+	if err != nil {
+		return nil, err
+	}
+	normalisation := map[string]bool{}
+	for _, node := range m.Graph.Nodes {
+		if node.OpType == "BatchNormalization" {
+			for _, in := range node.Inputs[min(1, len(node.Inputs)):] {
+				normalisation[in] = true
+			}
+		}
+	}
+	return mapWeightsOf(m, model, func(name string) bool { return !normalisation[name] }, func(w []float32) []float32 {
 		order := make([]int, len(w))
 		for i := range order {
 			order[i] = i
@@ -52,9 +67,15 @@ func mapWeights(model []byte, fn func([]float32) []float32) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return mapWeightsOf(m, model, func(string) bool { return true }, fn)
+}
+
+// mapWeightsOf replaces the non-empty FLOAT initializers of m (decoded from model)
+// that selected accepts by name with fn of their values.
+func mapWeightsOf(m *onnx.Model, model []byte, selected func(name string) bool, fn func([]float32) []float32) ([]byte, error) {
 	values := map[string][]float32{}
 	for _, t := range m.Graph.Initializers {
-		if t.DataType == onnx.DataTypeFloat && len(t.Float) > 0 {
+		if t.DataType == onnx.DataTypeFloat && len(t.Float) > 0 && selected(t.Name) {
 			values[t.Name] = fn(t.Float)
 		}
 	}

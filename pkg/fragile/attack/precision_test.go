@@ -3,9 +3,11 @@ package attack
 import (
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/onnx"
+	"github.com/fragile-operator/fragile-operator/pkg/fragile/train"
 )
 
 // weightModel encodes a one-node model whose single weight tensor holds w.
@@ -99,6 +101,44 @@ func TestAttacksRejectBadParameters(t *testing.T) {
 	} {
 		if err == nil {
 			t.Errorf("%s: no error", name)
+		}
+	}
+}
+
+// TestPruneLeavesNormalisationAlone prunes the BatchNorm MLP: every weight and bias
+// tensor loses its smallest 1%, BatchNormalization's four parameter tensors keep
+// every value.
+func TestPruneLeavesNormalisationAlone(t *testing.T) {
+	model := onnx.Encode(train.MLPBatchNorm(rand.New(rand.NewPCG(3, 4))))
+	pruned, err := Prune(model, 0.01)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := onnx.Decode(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := onnx.Decode(pruned)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range before.Graph.Initializers {
+		got := after.Graph.Initializer(w.Name).Float
+		zeroed, zeroBefore := 0, 0
+		for i := range w.Float {
+			if got[i] == 0 && w.Float[i] != 0 {
+				zeroed++
+			}
+			if w.Float[i] == 0 {
+				zeroBefore++ // already among the smallest (biases start at zero)
+			}
+		}
+		want := max(0, int(math.Round(0.01*float64(len(w.Float))))-zeroBefore)
+		if strings.HasPrefix(w.Name, "bn.") {
+			want = 0
+		}
+		if zeroed != want {
+			t.Errorf("%s (%d values): %d zeroed, want %d", w.Name, len(w.Float), zeroed, want)
 		}
 	}
 }
