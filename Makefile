@@ -44,6 +44,10 @@ run: ## Run the manager against the cluster in $KUBECONFIG.
 bench: ## Measure watermark and verify speed against onnx-go and onnxruntime (BENCHMARKS.md).
 	hack/bench.sh
 
+.PHONY: eval
+eval: ## Reproduce BENCHMARKS.md's detection tables and plots from scratch (QUICK=1: the CI-sized run).
+	hack/eval.sh
+
 .PHONY: bench-controller
 bench-controller: ## Measure the controller with 1,000 ModelWatermarks on envtest (BENCHMARKS.md, "Controller").
 	hack/bench-controller.sh
