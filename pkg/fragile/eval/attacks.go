@@ -15,6 +15,7 @@ type Attack struct {
 	Label    string  // human-readable configuration
 	Series   string  // plot series this configuration belongs to ("" = not plotted)
 	Strength float64 // x coordinate in its series
+	Unit     string  // what Strength measures, the plot's x axis
 	// Deterministic attacks give the same model for every seed: run once.
 	Deterministic bool
 	Apply         func(ctx context.Context, s *Subject, r *rand.Rand) ([]byte, error)
@@ -35,7 +36,7 @@ func Attacks(quick bool) []Attack {
 				opts := train.Options{Steps: n, LearningRate: lr, Optimizer: opt}
 				out = append(out, Attack{
 					Class: "finetune", Label: fmt.Sprintf("fine-tune %s lr %g, %d steps", opt, lr, n),
-					Series: fmt.Sprintf("fine-tune %s lr %g", opt, lr), Strength: float64(n),
+					Series: fmt.Sprintf("fine-tune %s lr %g", opt, lr), Strength: float64(n), Unit: "fine-tuning steps",
 					Apply: func(ctx context.Context, s *Subject, r *rand.Rand) ([]byte, error) {
 						return attack.FineTune(ctx, s.Model, attackData(s), opts, r)
 					},
@@ -62,7 +63,7 @@ func Attacks(quick bool) []Attack {
 		sigmas = []float64{5e-4}
 	}
 	for _, sigma := range sigmas {
-		out = append(out, Attack{Class: "noise", Label: fmt.Sprintf("weight noise sigma %g", sigma), Series: "weight noise", Strength: sigma,
+		out = append(out, Attack{Class: "noise", Label: fmt.Sprintf("weight noise sigma %g", sigma), Series: "weight noise", Strength: sigma, Unit: "noise sigma",
 			Apply: func(_ context.Context, s *Subject, r *rand.Rand) ([]byte, error) {
 				return attack.Noise(s.Model, attack.NoiseOptions{Sigma: sigma}, r)
 			}})

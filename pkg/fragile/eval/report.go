@@ -117,6 +117,7 @@ func (r *Report) Plots(dir string) ([]string, error) {
 	var files []string
 	for si, s := range r.Subjects {
 		series := map[string]map[string]plotter.XYs{} // series -> method -> points
+		units := map[string]string{}
 		var names []string
 		for _, row := range r.Rows {
 			if row.Subject != s.Name || row.Attack.Series == "" || row.Unchanged == row.Models {
@@ -124,6 +125,7 @@ func (r *Report) Plots(dir string) ([]string, error) {
 			}
 			if series[row.Attack.Series] == nil {
 				series[row.Attack.Series] = map[string]plotter.XYs{}
+				units[row.Attack.Series] = row.Attack.Unit
 				names = append(names, row.Attack.Series)
 			}
 			series[row.Attack.Series][row.Method] = append(series[row.Attack.Series][row.Method], plotter.XY{X: row.Attack.Strength, Y: row.ChangeRate})
@@ -134,12 +136,14 @@ func (r *Report) Plots(dir string) ([]string, error) {
 			}
 			p := plot.New()
 			p.Title.Text = fmt.Sprintf("%s: %s", s.Name, name)
-			p.X.Label.Text = "attack strength (steps or sigma), log scale"
+			p.X.Label.Text = units[name] + " (log scale)"
 			p.Y.Label.Text = "change rate"
 			p.X.Scale = plot.LogScale{}
-			p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+			p.X.Tick.Marker = strengthTicks(series[name])
 			p.Y.Min, p.Y.Max = 0, 1
-			p.Legend.Top = true
+			// Between the methods at the top (about 0.9) and those at the bottom.
+			p.Legend.Top = false
+			p.Legend.YOffs = vg.Inch / 2
 			methods := make([]string, 0, len(series[name]))
 			for m := range series[name] {
 				methods = append(methods, m)
@@ -168,6 +172,23 @@ func (r *Report) Plots(dir string) ([]string, error) {
 		}
 	}
 	return files, nil
+}
+
+// strengthTicks labels exactly the strengths measured: log ticks would label only
+// the powers of ten, one of the three noise levels.
+func strengthTicks(byMethod map[string]plotter.XYs) plot.ConstantTicks {
+	seen := map[float64]bool{}
+	var ticks plot.ConstantTicks
+	for _, pts := range byMethod {
+		for _, p := range pts {
+			if !seen[p.X] {
+				seen[p.X] = true
+				ticks = append(ticks, plot.Tick{Value: p.X, Label: fmt.Sprintf("%g", p.X)})
+			}
+		}
+	}
+	sort.Slice(ticks, func(a, b int) bool { return ticks[a].Value < ticks[b].Value })
+	return ticks
 }
 
 // plottable reports whether a series has at least two distinct strengths, which a

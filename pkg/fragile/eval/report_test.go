@@ -1,0 +1,89 @@
+package eval
+
+import (
+	"bytes"
+	"image/png"
+	"math"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/fragile-operator/fragile-operator/pkg/fragile"
+)
+
+// syntheticReport is one subject, two methods and a fine-tuning series of three
+// strengths, the weakest of which changed no model.
+func syntheticReport() *Report {
+	methods := []fragile.Method{fragile.MethodPaper, fragile.MethodTie}
+	rep := &Report{
+		Subjects: []*Subject{{Name: "toy", CleanAccuracy: 0.9}},
+		Methods:  methods,
+		Margins:  map[string]map[fragile.Method]float64{"toy": {fragile.MethodPaper: 1.5, fragile.MethodTie: 2e-5}},
+	}
+	for _, steps := range []float64{1, 10, 100} {
+		a := Attack{Class: "finetune", Label: "fine-tune " + strings.Repeat("I", int(math.Log10(steps))+1), Series: "fine-tune", Strength: steps, Unit: "fine-tuning steps"}
+		for i, m := range methods {
+			row := Row{Subject: "toy", Method: string(m), Attack: a, Models: 3, Detected: 3, ChangeRate: 0.3 + 0.6*float64(i), FirstFlip: 1.5, FirstFlipSD: 0.5, Accuracy: 0.89}
+			switch steps {
+			case 1:
+				row.Unchanged, row.Detected, row.ChangeRate, row.FirstFlip = 3, 0, 0, math.NaN()
+			case 10:
+				row.Unchanged, row.Detected = 1, 2
+			}
+			rep.Rows = append(rep.Rows, row)
+		}
+	}
+	rep.Controls = []Control{
+		{Subject: "toy", Method: "paper", Control: "float64 inference", Total: 100},
+		{Subject: "toy", Method: "tie", Control: "float64 inference", Total: 100, Mismatched: 1},
+	}
+	return rep
+}
+
+func TestMarkdownCountsOnlyChangedModels(t *testing.T) {
+	var md bytes.Buffer
+	syntheticReport().Markdown(&md)
+	out := md.String()
+	for _, want := range []string{
+		"| fine-tune I (3 of 3 models unchanged) | 89.00% | weights unchanged | weights unchanged |",
+		"| fine-tune II (1 of 3 models unchanged) | 89.00% | 0.30 · 2/2 · 1.5 ± 0.5 | 0.90 · 2/2 · 1.5 ± 0.5 |",
+		"| fine-tune III | 89.00% | 0.30 · 3/3 · 1.5 ± 0.5 | 0.90 · 3/3 · 1.5 ± 0.5 |",
+		"| toy | float64 inference | 0/100 flipped | 1/100 flipped |",
+		"False alarms: 1 of 2 benign checks.",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestPlotsSkipUnchangedModels(t *testing.T) {
+	dir := t.TempDir()
+	files, err := syntheticReport().Plots(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 1 {
+		t.Fatalf("%d plots, want 1 (one series): %v", len(files), files)
+	}
+	f, err := os.Open(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("%s: %v", files[0], err)
+	}
+	if b := img.Bounds(); b.Dx() < 300 || b.Dy() < 200 {
+		t.Errorf("plot is %dx%d pixels", b.Dx(), b.Dy())
+	}
+
+	// With the unchanged strength left out, two strengths remain: still a line. With
+	// only one changed strength there is no line to draw, and no file.
+	rep := syntheticReport()
+	rep.Rows = rep.Rows[:4]
+	if files, err := rep.Plots(t.TempDir()); err != nil || len(files) != 0 {
+		t.Errorf("one changed strength: %v, %v; want no plot", files, err)
+	}
+}
