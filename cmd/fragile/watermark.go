@@ -25,7 +25,7 @@ func watermark(ctx context.Context, args []string) int {
 	report := fs.String("report", "", "also write the JSON report here (a Job's termination message path)")
 	triggers := fs.Int("triggers", 100, "number of triggers")
 	inputRange := fs.String("input-range", "0,1", "MIN,MAX of the model's input values (mnist-7: 0,255)")
-	method := fs.String("method", string(fragile.MethodTie), "trigger method: "+methodNames())
+	method := fs.String("method", string(fragile.DefaultMethod), "trigger method: "+methodNames())
 	lambda := fs.Float64("lambda", 10, "weight of the paper's variance term")
 	lr := fs.Float64("learning-rate", 1e-3, "Adam learning rate")
 	maxSteps := fs.Int("max-steps", 300, "optimisation step budget")

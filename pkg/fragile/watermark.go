@@ -44,6 +44,9 @@ const (
 	MethodTie Method = "tie"
 )
 
+// DefaultMethod is the method the detection benchmark shows best (BENCHMARKS.md).
+const DefaultMethod = MethodTie
+
 // Methods lists the trigger methods Watermark accepts.
 var Methods = []Method{MethodTie, MethodBoundary, MethodPaper, MethodNatural, MethodNaturalBoundary}
 
@@ -57,7 +60,7 @@ const bisectionSteps = 24
 
 // WatermarkOptions tune Watermark. Zero values take the documented defaults.
 type WatermarkOptions struct {
-	// Method selects how triggers are made (default MethodTie).
+	// Method selects how triggers are made (default DefaultMethod).
 	Method Method
 	// Triggers is the number of trigger inputs N (default 100).
 	Triggers int
@@ -82,7 +85,7 @@ type WatermarkOptions struct {
 
 func (o *WatermarkOptions) setDefaults() error {
 	if o.Method == "" {
-		o.Method = MethodTie
+		o.Method = DefaultMethod
 	}
 	if o.Triggers == 0 {
 		o.Triggers = 100

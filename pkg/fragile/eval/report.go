@@ -12,11 +12,15 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
+
+	"github.com/fragile-operator/fragile-operator/pkg/fragile"
 )
 
-// Markdown writes one table per subject: a row per attack, a column per method, each
-// cell "change rate / detection / first-flip queries", then the benign controls.
+// Markdown writes a summary per method, one table per subject (a row per attack, a
+// column per method, each cell "change rate / detection / first-flip queries"), then
+// the benign controls.
 func (r *Report) Markdown(w io.Writer) {
+	r.summary(w)
 	for _, s := range r.Subjects {
 		fmt.Fprintf(w, "### %s (clean test accuracy %.2f%%)\n\n", s.Name, 100*s.CleanAccuracy)
 		fmt.Fprint(w, "Median top-1/top-2 logit margin of the triggers:")
@@ -87,6 +91,62 @@ func (r *Report) Markdown(w io.Writer) {
 		fmt.Fprintln(w)
 	}
 	fmt.Fprintf(w, "\nFalse alarms: %d of %d benign checks.\n", r.FalseAlarms(), len(r.Controls))
+}
+
+// summary writes, per method, its detection over all changed models, the range and
+// mean of its change rate and its worst mean first-flip count over the rows, and the
+// rows on which it beats the default method on either measure.
+func (r *Report) summary(w io.Writer) {
+	type key struct{ subject, attack string }
+	ours := map[key]Row{}
+	for _, row := range r.Rows {
+		if row.Method == string(fragile.DefaultMethod) && row.Unchanged < row.Models {
+			ours[key{row.Subject, row.Attack.Label}] = row
+		}
+	}
+	fmt.Fprint(w, "### Summary over every model and attack\n\n")
+	fmt.Fprintf(w, "Rows: the %d (model, attack) configurations in which at least one attacked model changed.\n\n", len(ours))
+	fmt.Fprintf(w, "| method | detected models | change rate: lowest row, mean, highest row | mean first-flip queries: worst row | rows where it beats %s on change rate / first flip |\n|---|---:|---|---:|---|\n", fragile.DefaultMethod)
+	for _, m := range r.Methods {
+		detected, changed, rows, beats, faster := 0, 0, 0, 0, 0
+		lo, hi, sum, worst := math.Inf(1), math.Inf(-1), 0.0, 0.0
+		missed := false
+		for _, row := range r.Rows {
+			if row.Method != string(m) || row.Unchanged == row.Models {
+				continue
+			}
+			rows++
+			detected += row.Detected
+			changed += row.Models - row.Unchanged
+			lo, hi, sum = math.Min(lo, row.ChangeRate), math.Max(hi, row.ChangeRate), sum+row.ChangeRate
+			if math.IsNaN(row.FirstFlip) {
+				missed = true
+			} else {
+				worst = math.Max(worst, row.FirstFlip)
+			}
+			if o, ok := ours[key{row.Subject, row.Attack.Label}]; ok && m != fragile.DefaultMethod {
+				if row.ChangeRate > o.ChangeRate {
+					beats++
+				}
+				if !math.IsNaN(row.FirstFlip) && (math.IsNaN(o.FirstFlip) || row.FirstFlip < o.FirstFlip) {
+					faster++
+				}
+			}
+		}
+		if rows == 0 {
+			continue
+		}
+		worstText := fmt.Sprintf("%.1f", worst)
+		if missed {
+			worstText = "never, on some rows"
+		}
+		against := fmt.Sprintf("%d / %d", beats, faster)
+		if m == fragile.DefaultMethod {
+			against = "(ours)"
+		}
+		fmt.Fprintf(w, "| %s | %d/%d | %.2f, %.2f, %.2f | %s | %s |\n", m, detected, changed, lo, sum/float64(rows), hi, worstText, against)
+	}
+	fmt.Fprintln(w)
 }
 
 // FalseAlarms counts benign controls in which any trigger flipped or that failed.

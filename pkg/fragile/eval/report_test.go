@@ -40,6 +40,8 @@ func syntheticReport() *Report {
 	return rep
 }
 
+// TestMarkdownCountsOnlyChangedModels checks the cells and the summary: models an
+// attack left unchanged count neither as detected nor as missed.
 func TestMarkdownCountsOnlyChangedModels(t *testing.T) {
 	var md bytes.Buffer
 	syntheticReport().Markdown(&md)
@@ -50,6 +52,9 @@ func TestMarkdownCountsOnlyChangedModels(t *testing.T) {
 		"| fine-tune III | 89.00% | 0.30 · 3/3 · 1.5 ± 0.5 | 0.90 · 3/3 · 1.5 ± 0.5 |",
 		"| toy | float64 inference | 0/100 flipped | 1/100 flipped |",
 		"False alarms: 1 of 2 benign checks.",
+		"Rows: the 2 (model, attack) configurations in which at least one attacked model changed.",
+		"| paper | 5/5 | 0.30, 0.30, 0.30 | 1.5 | 0 / 0 |",
+		"| tie | 5/5 | 0.90, 0.90, 0.90 | 1.5 | (ours) |",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, out)
@@ -57,6 +62,8 @@ func TestMarkdownCountsOnlyChangedModels(t *testing.T) {
 	}
 }
 
+// TestPlotsSkipUnchangedModels checks that a strength at which no model changed is
+// not plotted as a change rate of zero.
 func TestPlotsSkipUnchangedModels(t *testing.T) {
 	dir := t.TempDir()
 	files, err := syntheticReport().Plots(dir)
