@@ -29,6 +29,13 @@ func syntheticReport() *Report {
 				row.Unchanged, row.Detected, row.ChangeRate, row.FirstFlip = 3, 0, 0, math.NaN()
 			case 10:
 				row.Unchanged, row.Detected = 1, 2
+				if m == fragile.MethodPaper {
+					row.ChangeRate = 0.9004
+				}
+			case 100:
+				if m == fragile.MethodPaper {
+					row.FirstFlip = 1
+				}
 			}
 			rep.Rows = append(rep.Rows, row)
 		}
@@ -48,12 +55,13 @@ func TestMarkdownCountsOnlyChangedModels(t *testing.T) {
 	out := md.String()
 	for _, want := range []string{
 		"| fine-tune I (3 of 3 models unchanged) | 89.00% | weights unchanged | weights unchanged |",
-		"| fine-tune II (1 of 3 models unchanged) | 89.00% | 0.30 · 2/2 · 1.5 ± 0.5 | 0.90 · 2/2 · 1.5 ± 0.5 |",
-		"| fine-tune III | 89.00% | 0.30 · 3/3 · 1.5 ± 0.5 | 0.90 · 3/3 · 1.5 ± 0.5 |",
+		"| fine-tune II (1 of 3 models unchanged) | 89.00% | 0.90 · 2/2 · 1.5 ± 0.5 | 0.90 · 2/2 · 1.5 ± 0.5 |",
+		"| fine-tune III | 89.00% | 0.30 · 3/3 · 1.0 ± 0.5 | 0.90 · 3/3 · 1.5 ± 0.5 |",
 		"| toy | float64 inference | 0/100 flipped | 1/100 flipped |",
 		"False alarms: 1 of 2 benign checks.",
 		"Rows: the 2 (model, attack) configurations in which at least one attacked model changed.",
-		"| paper | 5/5 | 0.30, 0.30, 0.30 | 1.5 | 0 / 0 |",
+		// 0.9004 prints as tie's 0.90, so it does not count; 1.0 queries beat 1.5.
+		"| paper | 5/5 | 0.30, 0.60, 0.90 | 1.5 | 0 / 1 |",
 		"| tie | 5/5 | 0.90, 0.90, 0.90 | 1.5 | (ours) |",
 	} {
 		if !strings.Contains(out, want) {
