@@ -19,8 +19,9 @@ import (
 // TestQuickEvaluation runs the --quick protocol and asserts the headline claims
 // loosely: our method (the default, tie) detects every attack class on at least one
 // model, first flips come within a few queries there, it flips more triggers than the
-// paper's loss on every row, and no benign control alarms, with onnxruntime as the
-// second runtime. make test provides the data and onnxruntime.
+// paper's loss on every row, and no benign control alarms or moves any trigger's
+// logits by as much as half its margin, with onnxruntime as the second runtime.
+// make test provides the data and onnxruntime.
 func TestQuickEvaluation(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the quick evaluation takes about a minute")
@@ -62,6 +63,13 @@ func TestQuickEvaluation(t *testing.T) {
 			t.Logf("%+v", c)
 		}
 		t.Errorf("%d false alarms on benign controls", n)
+	}
+	for _, c := range rep.Controls {
+		// The false-alarm guard of issue 4: every trigger's margin exceeds what the
+		// control moved its logits, so no runtime difference can flip it.
+		if c.Err == "" && !(c.MarginRatio > 1) {
+			t.Errorf("%s, %s, %s: a trigger's margin is only %.3g times twice its logit difference", c.Subject, c.Method, c.Control, c.MarginRatio)
+		}
 	}
 	if len(rep.Controls) != 2*2*3 {
 		t.Errorf("%d benign checks ran, want 12 (2 models x 2 methods x 3 controls)", len(rep.Controls))

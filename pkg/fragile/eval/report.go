@@ -91,6 +91,48 @@ func (r *Report) Markdown(w io.Writer) {
 		fmt.Fprintln(w)
 	}
 	fmt.Fprintf(w, "\nFalse alarms: %d of %d benign checks.\n", r.FalseAlarms(), len(r.Controls))
+
+	fmt.Fprint(w, "\n### Noise floor of each control\n\n")
+	fmt.Fprint(w, "Each cell: the largest logit difference from the verification path (float32, our runtime) over every trigger and class, relative to that trigger's largest logit · the smallest ratio, over the triggers, of the trigger's top-1/top-2 margin to twice its largest difference (above 1x no label can change).\n\n| model | control |")
+	for _, m := range r.Methods {
+		fmt.Fprintf(w, " %s |", m)
+	}
+	fmt.Fprint(w, "\n|---|---|")
+	for range r.Methods {
+		fmt.Fprint(w, "---|")
+	}
+	fmt.Fprintln(w)
+	for _, k := range order {
+		fmt.Fprintf(w, "| %s | %s |", k.subject, k.control)
+		for _, m := range r.Methods {
+			c := cells[k][string(m)]
+			switch {
+			case c.Err != "":
+				fmt.Fprint(w, " error |")
+			case math.IsInf(c.MarginRatio, 1):
+				fmt.Fprint(w, " identical |")
+			default:
+				fmt.Fprintf(w, " %.1e · %s |", c.Deviation, ratioText(c.MarginRatio))
+			}
+		}
+		fmt.Fprintln(w)
+	}
+	worst := math.Inf(1)
+	for _, c := range r.Controls {
+		if c.Err == "" {
+			worst = math.Min(worst, c.MarginRatio)
+		}
+	}
+	fmt.Fprintf(w, "\nTightest trigger over every control and method: margin = %s twice its largest logit difference.\n", ratioText(worst))
+}
+
+// ratioText prints a margin ratio compactly: 3 significant digits, "inf" when no
+// logit moved.
+func ratioText(v float64) string {
+	if math.IsInf(v, 1) {
+		return "inf x"
+	}
+	return fmt.Sprintf("%.3gx", v)
 }
 
 // summary writes, per method, its detection over all changed models, the range and

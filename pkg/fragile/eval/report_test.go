@@ -41,8 +41,8 @@ func syntheticReport() *Report {
 		}
 	}
 	rep.Controls = []Control{
-		{Subject: "toy", Method: "paper", Control: "float64 inference", Total: 100},
-		{Subject: "toy", Method: "tie", Control: "float64 inference", Total: 100, Mismatched: 1},
+		{Subject: "toy", Method: "paper", Control: "float64 inference", Total: 100, Deviation: 2e-7, MarginRatio: 150},
+		{Subject: "toy", Method: "tie", Control: "float64 inference", Total: 100, Mismatched: 1, Deviation: 3e-7, MarginRatio: 0.5},
 	}
 	return rep
 }
@@ -59,6 +59,8 @@ func TestMarkdownCountsOnlyChangedModels(t *testing.T) {
 		"| fine-tune III | 89.00% | 0.30 · 3/3 · 1.0 ± 0.5 | 0.90 · 3/3 · 1.5 ± 0.5 |",
 		"| toy | float64 inference | 0/100 flipped | 1/100 flipped |",
 		"False alarms: 1 of 2 benign checks.",
+		"| toy | float64 inference | 2.0e-07 · 150x | 3.0e-07 · 0.5x |",
+		"Tightest trigger over every control and method: margin = 0.5x twice its largest logit difference.",
 		"Rows: the 2 (model, attack) configurations in which at least one attacked model changed.",
 		// 0.9004 prints as tie's 0.90, so it does not count; 1.0 queries beat 1.5.
 		"| paper | 5/5 | 0.30, 0.60, 0.90 | 1.5 | 0 / 1 |",
@@ -100,5 +102,24 @@ func TestPlotsSkipUnchangedModels(t *testing.T) {
 	rep.Rows = rep.Rows[:4]
 	if files, err := rep.Plots(t.TempDir()); err != nil || len(files) != 0 {
 		t.Errorf("one changed strength: %v, %v; want no plot", files, err)
+	}
+}
+
+// TestDeviation checks the noise-floor measurement on two triggers of three classes.
+func TestDeviation(t *testing.T) {
+	reference := []float64{
+		10, 9, -20, // margin 1, largest logit 20
+		1, 5, 4.9, // margin 0.1, largest logit 5
+	}
+	other := []float64{
+		10.002, 9, -20, // differs by 0.002: relative 1e-4, ratio 1 / 0.004 = 250
+		1, 5, 4.925, // differs by 0.025: relative 5e-3, ratio 0.1 / 0.05 = 2
+	}
+	relative, ratio := deviation(reference, other, 3)
+	if math.Abs(relative-5e-3) > 1e-12 || math.Abs(ratio-2) > 1e-9 {
+		t.Errorf("deviation = %g, margin ratio %g; want 5e-3 and 2", relative, ratio)
+	}
+	if _, ratio := deviation(reference, reference, 3); !math.IsInf(ratio, 1) {
+		t.Errorf("identical logits: margin ratio %g, want +Inf", ratio)
 	}
 }

@@ -16,8 +16,9 @@ import (
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/train"
 )
 
-// Labeler runs triggers through an independent runtime and returns top-1 labels.
-type Labeler func(model []byte, b *fragile.Bundle) ([]int, error)
+// Runtime runs a bundle's triggers through an independent runtime and returns their
+// (triggers x classes) logits, row-major.
+type Runtime func(model []byte, b *fragile.Bundle) ([]float64, error)
 
 // Config tunes Run.
 type Config struct {
@@ -27,7 +28,7 @@ type Config struct {
 	Orders   int // random query orders per attacked model for first-flip queries (default 20)
 	Key      fragile.Key
 	// SecondRuntime, when set, is the independent-runtime benign control.
-	SecondRuntime Labeler
+	SecondRuntime Runtime
 	// SecondRuntimeName names it in the report.
 	SecondRuntimeName string
 	Log               io.Writer
@@ -52,11 +53,22 @@ type Row struct {
 	Accuracy               float64 // mean test accuracy of the attacked models
 }
 
-// Control is one benign control: an unmodified model that must verify intact.
+// Control is one benign control: an unmodified model that must verify intact. It
+// also measures the noise floor the control adds to inference: how far its logits
+// stray from the verification path's float32 logits.
 type Control struct {
 	Subject, Method, Control string
 	Mismatched, Total        int
 	Err                      string
+	// Deviation is the largest |logit - reference logit| over every trigger and
+	// class, relative to that trigger's largest absolute reference logit.
+	Deviation float64
+	// MarginRatio is the smallest, over the triggers, of the trigger's reference
+	// top-1/top-2 margin divided by twice its largest absolute logit deviation: above
+	// 1, no trigger's label can differ between the two runs, because the key logit
+	// and any competitor together moved by less than the margin. +Inf when nothing
+	// deviated.
+	MarginRatio float64
 }
 
 // Report is everything Run measured.
@@ -171,62 +183,79 @@ func Run(ctx context.Context, subjects []*Subject, attacks []Attack, cfg Config)
 }
 
 // runControls verifies every bundle against benign variations of the unmodified
-// model: the file re-serialised, float64 inference, and the second runtime.
+// model (the file re-serialised, float64 inference, and the second runtime) and
+// measures how far each one's logits stray from the verification path's.
 func runControls(s *Subject, bundles map[fragile.Method]*fragile.Bundle, cfg Config) ([]Control, error) {
 	m, err := onnx.Decode(s.Model)
 	if err != nil {
 		return nil, err
 	}
 	reserialised := onnx.Encode(m)
-	net, err := fragile.LoadNetwork(s.Model)
-	if err != nil {
-		return nil, err
-	}
 	var out []Control
 	for _, method := range cfg.Methods {
 		b := bundles[method]
-		add := func(name string, labels []int, err error) {
+		reference, err := logitsOf(s.Model, b, tensor.Float32)
+		if err != nil {
+			return nil, err
+		}
+		add := func(name string, logits []float64, err error) {
 			c := Control{Subject: s.Name, Method: string(method), Control: name, Total: b.Len()}
 			if err != nil {
 				c.Err = err.Error()
 			} else {
+				labels, _ := nn.TopTwo(logits, b.Classes)
 				c.Mismatched = count(mismatches(labels, b.KeyLabels))
+				c.Deviation, c.MarginRatio = deviation(reference, logits, b.Classes)
 			}
 			out = append(out, c)
 		}
-		labels, err := predict(reserialised, b)
-		add("re-serialised file", labels, err)
-		labels, err = labels64(net, b)
-		add("float64 inference", labels, err)
+		logits, err := logitsOf(reserialised, b, tensor.Float32)
+		add("re-serialised file", logits, err)
+		logits, err = logitsOf(s.Model, b, tensor.Float64)
+		add("float64 inference", logits, err)
 		if cfg.SecondRuntime != nil {
-			labels, err = cfg.SecondRuntime(s.Model, b)
-			add(cfg.SecondRuntimeName, labels, err)
+			logits, err = cfg.SecondRuntime(s.Model, b)
+			add(cfg.SecondRuntimeName, logits, err)
 		}
 	}
 	return out, nil
 }
 
-// predict labels the bundle's triggers with the model file on the verification path.
-func predict(model []byte, b *fragile.Bundle) ([]int, error) {
+// logitsOf runs the bundle's triggers through the model file in dtype.
+func logitsOf(model []byte, b *fragile.Bundle, dtype tensor.Dtype) ([]float64, error) {
 	net, err := fragile.LoadNetwork(model)
 	if err != nil {
 		return nil, err
 	}
-	return fragile.Predict(net, b.Triggers, b.Len())
-}
-
-func labels64(net *nn.Network, b *fragile.Bundle) ([]int, error) {
-	r, err := nn.NewRunner(net, b.Len(), tensor.Float64)
+	r, err := nn.NewRunner(net, b.Len(), dtype)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	logits, err := r.Logits(b.Triggers)
-	if err != nil {
-		return nil, err
+	return r.Logits(b.Triggers)
+}
+
+// deviation compares two runs' (rows x classes) logits: the largest absolute
+// difference relative to its row's largest absolute reference logit, and the
+// smallest ratio of a row's reference top-1/top-2 margin to twice its largest
+// absolute difference (see Control.MarginRatio).
+func deviation(reference, other []float64, classes int) (relative, marginRatio float64) {
+	_, margins := nn.TopTwo(reference, classes)
+	marginRatio = math.Inf(1)
+	for i, margin := range margins {
+		scale, worst := 0.0, 0.0
+		for j := i * classes; j < (i+1)*classes; j++ {
+			scale = math.Max(scale, math.Abs(reference[j]))
+			worst = math.Max(worst, math.Abs(other[j]-reference[j]))
+		}
+		if scale > 0 {
+			relative = math.Max(relative, worst/scale)
+		}
+		if worst > 0 {
+			marginRatio = math.Min(marginRatio, margin/(2*worst))
+		}
 	}
-	labels, _ := nn.TopTwo(logits, net.Classes)
-	return labels, nil
+	return relative, marginRatio
 }
 
 func mismatches(labels, key []int) []bool {

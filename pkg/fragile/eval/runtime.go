@@ -16,19 +16,19 @@ import (
 )
 
 // OnnxRuntime builds hack/ortrun (in the repository at repoRoot) into workDir and
-// returns a Labeler that runs it, onnxruntime's shared library at lib, in its own
+// returns a Runtime that runs it, onnxruntime's shared library at lib, in its own
 // process: onnxruntime must never share a process with gorgonia.
-func OnnxRuntime(repoRoot, lib, workDir string) (Labeler, error) {
+func OnnxRuntime(repoRoot, lib, workDir string) (Runtime, error) {
 	bin, err := BuildOrtRun(repoRoot, workDir)
 	if err != nil {
 		return nil, err
 	}
-	return func(model []byte, b *fragile.Bundle) ([]int, error) {
+	return func(model []byte, b *fragile.Bundle) ([]float64, error) {
 		res, err := RunOrtRun(bin, lib, workDir, model, b, 1)
 		if err != nil {
 			return nil, err
 		}
-		return res.Labels, nil
+		return res.Logits, nil
 	}, nil
 }
 
@@ -48,6 +48,7 @@ func BuildOrtRun(repoRoot, workDir string) (string, error) {
 type OrtResult struct {
 	RoundSeconds []float64 // duration of each round over all triggers
 	Labels       []int     // top-1 label of each trigger in the last round
+	Logits       []float64 // (triggers x classes) logits of the last round, row-major
 }
 
 // RunOrtRun runs the bundle's triggers through the model with the ortrun binary bin,
@@ -96,14 +97,15 @@ func RunOrtRun(bin, lib, workDir string, model []byte, b *fragile.Bundle, rounds
 	if len(res.Logits) != b.Len() {
 		return nil, fmt.Errorf("onnxruntime returned %d rows for %d triggers", len(res.Logits), b.Len())
 	}
-	result := &OrtResult{RoundSeconds: res.RoundSeconds, Labels: make([]int, b.Len())}
+	result := &OrtResult{RoundSeconds: res.RoundSeconds}
 	for i, row := range res.Logits {
-		logits := make([]float64, len(row))
-		for j, v := range row {
-			logits[j] = float64(v)
+		if len(row) != net.Classes {
+			return nil, fmt.Errorf("onnxruntime returned %d logits for trigger %d, the model has %d classes", len(row), i, net.Classes)
 		}
-		top, _ := nn.TopTwo(logits, len(row))
-		result.Labels[i] = top[0]
+		for _, v := range row {
+			result.Logits = append(result.Logits, float64(v))
+		}
 	}
+	result.Labels, _ = nn.TopTwo(result.Logits, net.Classes)
 	return result, nil
 }
