@@ -110,7 +110,7 @@ const (
 
 func trainedOK(triggers int) report {
 	return jsonReport(fragile.WatermarkReport{
-		Result: fragile.WatermarkSucceeded, Method: "fragile-boundary", Triggers: triggers, KeyMatch: 1,
+		Result: fragile.WatermarkSucceeded, Method: string(fragile.DefaultMethod), Triggers: triggers, KeyMatch: 1,
 		Steps: 140, ModelDigest: modelDigest, KeyID: "kid-3f2a9c", BundleBytes: 40960, DurationSeconds: 42,
 	}, 0)
 }

@@ -93,7 +93,7 @@ func (r *Report) Markdown(w io.Writer) {
 	fmt.Fprintf(w, "\nFalse alarms: %d of %d benign checks.\n", r.FalseAlarms(), len(r.Controls))
 
 	fmt.Fprint(w, "\n### Noise floor of each control\n\n")
-	fmt.Fprint(w, "Each cell: the largest logit difference from the verification path (float32, our runtime) over every trigger and class, relative to that trigger's largest logit · the smallest ratio, over the triggers, of the trigger's top-1/top-2 margin to twice its largest difference (above 1x no label can change).\n\n| model | control |")
+	fmt.Fprint(w, "Each cell: the largest logit difference from the verification path (float32, our runtime) over every trigger and class, in logits (compare the median margins above) · the smallest ratio, over the triggers, of the trigger's top-1/top-2 margin to twice its largest difference (above 1x no label can change).\n\n| model | control |")
 	for _, m := range r.Methods {
 		fmt.Fprintf(w, " %s |", m)
 	}

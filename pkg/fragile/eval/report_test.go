@@ -112,12 +112,12 @@ func TestDeviation(t *testing.T) {
 		1, 5, 4.9, // margin 0.1, largest logit 5
 	}
 	other := []float64{
-		10.002, 9, -20, // differs by 0.002: relative 1e-4, ratio 1 / 0.004 = 250
-		1, 5, 4.925, // differs by 0.025: relative 5e-3, ratio 0.1 / 0.05 = 2
+		10.002, 9, -20, // differs by 0.002: ratio 1 / 0.004 = 250
+		1, 5, 4.925, // differs by 0.025: ratio 0.1 / 0.05 = 2
 	}
-	relative, ratio := deviation(reference, other, 3)
-	if math.Abs(relative-5e-3) > 1e-12 || math.Abs(ratio-2) > 1e-9 {
-		t.Errorf("deviation = %g, margin ratio %g; want 5e-3 and 2", relative, ratio)
+	largest, ratio := deviation(reference, other, 3)
+	if math.Abs(largest-0.025) > 1e-12 || math.Abs(ratio-2) > 1e-9 {
+		t.Errorf("deviation = %g, margin ratio %g; want 0.025 and 2", largest, ratio)
 	}
 	if _, ratio := deviation(reference, reference, 3); !math.IsInf(ratio, 1) {
 		t.Errorf("identical logits: margin ratio %g, want +Inf", ratio)

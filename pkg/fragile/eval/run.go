@@ -61,7 +61,9 @@ type Control struct {
 	Mismatched, Total        int
 	Err                      string
 	// Deviation is the largest |logit - reference logit| over every trigger and
-	// class, relative to that trigger's largest absolute reference logit.
+	// class, in logits, comparable with the triggers' margins. (Relative to each
+	// trigger's largest logit it would mislead: at a tie of every class, logits can
+	// all sit near zero.)
 	Deviation float64
 	// MarginRatio is the smallest, over the triggers, of the trigger's reference
 	// top-1/top-2 margin divided by twice its largest absolute logit deviation: above
@@ -236,26 +238,22 @@ func logitsOf(model []byte, b *fragile.Bundle, dtype tensor.Dtype) ([]float64, e
 }
 
 // deviation compares two runs' (rows x classes) logits: the largest absolute
-// difference relative to its row's largest absolute reference logit, and the
-// smallest ratio of a row's reference top-1/top-2 margin to twice its largest
-// absolute difference (see Control.MarginRatio).
-func deviation(reference, other []float64, classes int) (relative, marginRatio float64) {
+// difference, and the smallest ratio of a row's reference top-1/top-2 margin to
+// twice its largest absolute difference (see Control.MarginRatio).
+func deviation(reference, other []float64, classes int) (largest, marginRatio float64) {
 	_, margins := nn.TopTwo(reference, classes)
 	marginRatio = math.Inf(1)
 	for i, margin := range margins {
-		scale, worst := 0.0, 0.0
+		worst := 0.0
 		for j := i * classes; j < (i+1)*classes; j++ {
-			scale = math.Max(scale, math.Abs(reference[j]))
 			worst = math.Max(worst, math.Abs(other[j]-reference[j]))
 		}
-		if scale > 0 {
-			relative = math.Max(relative, worst/scale)
-		}
+		largest = math.Max(largest, worst)
 		if worst > 0 {
 			marginRatio = math.Min(marginRatio, margin/(2*worst))
 		}
 	}
-	return relative, marginRatio
+	return largest, marginRatio
 }
 
 func mismatches(labels, key []int) []bool {
