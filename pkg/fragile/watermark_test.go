@@ -324,15 +324,16 @@ func TestWatermarkTiesEveryClass(t *testing.T) {
 		if nearest < 1e-5*largest {
 			t.Errorf("trigger %d: margin %.3g is below the floor of %.3g", i, nearest, 1e-5*largest)
 		}
-		// Measured: the farthest class is 4e-5 to 3e-4 of the largest logit below the
-		// key label; at a two-class boundary on mnist-7 it is of the order of the
-		// logits themselves.
-		if farthest <= 1e-3*largest {
+		// Measured: the farthest class is at most 2.2e-3 of the largest logit below
+		// the key label (TieMargin floors of 1e-5, times the band, times the logit
+		// scale at the starting point); at a two-class boundary on mnist-7 it is of
+		// the order of the logits themselves.
+		if farthest <= 1e-2*largest {
 			tied++
 		}
 	}
 	if tied < 100 {
-		t.Errorf("%d of 100 triggers have every class within 1e-3 of the largest logit", tied)
+		t.Errorf("%d of 100 triggers have every class within 1e-2 of the largest logit", tied)
 	}
 
 	flipped := 0
