@@ -48,13 +48,12 @@ const tieBand = 4
 type tieResult struct {
 	triggers []float32
 	logits   []float64 // float32 logits of triggers on the verification path
-	tied     int       // triggers whose every competitor is within the band
 }
 
 // refineToTie moves each trigger towards a point where every class ties with its key
 // label, keeping at every accepted point the guarantee refineToBoundary keeps: the
 // key label on top with a margin of at least floor times the row's largest absolute
-// logit, in float32 (r) and float64. A trigger keeps its best accepted point (the
+// logit (or the starting point's, if that was larger), in float32 (r) and float64. A trigger keeps its best accepted point (the
 // smallest farthest-competitor gap), which is its starting point if no step improved
 // on it, so the refinement never loses a trigger.
 func refineToTie(net *nn.Network, r *nn.Runner, triggers []float32, labels []int, floor, inputMin, inputMax float64) (*tieResult, error) {
@@ -134,9 +133,6 @@ func refineToTie(net *nn.Network, r *nn.Runner, triggers []float32, labels []int
 	for i := 0; i < n; i++ {
 		if !keepsLabel(logits[i*classes:(i+1)*classes], labels[i], floor, scale[i]) { // cannot happen: best only holds accepted points
 			return nil, fmt.Errorf("tie refinement lost trigger %d's key label", i)
-		}
-		if bestGap[i] <= tieBand {
-			res.tied++
 		}
 	}
 	return res, nil
