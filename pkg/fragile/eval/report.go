@@ -28,15 +28,7 @@ func (r *Report) Markdown(w io.Writer) {
 			fmt.Fprintf(w, " %s %.3g;", m, r.Margins[s.Name][m])
 		}
 		fmt.Fprint(w, "\n\nEach cell: change rate · detected of changed models · mean first-flip queries ± sd (random query orders).\n\n")
-		fmt.Fprint(w, "| attack | attacked accuracy |")
-		for _, m := range r.Methods {
-			fmt.Fprintf(w, " %s |", m)
-		}
-		fmt.Fprint(w, "\n|---|---:|")
-		for range r.Methods {
-			fmt.Fprint(w, "---|")
-		}
-		fmt.Fprintln(w)
+		r.tableHeader(w, "| attack | attacked accuracy |", "|---|---:|")
 		for _, row := range r.rowsOf(s.Name) {
 			label := row[0].Attack.Label
 			if u := row[0].Unchanged; u > 0 {
@@ -58,15 +50,8 @@ func (r *Report) Markdown(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	}
-	fmt.Fprint(w, "### Benign controls (must never alarm)\n\n| model | control |")
-	for _, m := range r.Methods {
-		fmt.Fprintf(w, " %s |", m)
-	}
-	fmt.Fprint(w, "\n|---|---|")
-	for range r.Methods {
-		fmt.Fprint(w, "---|")
-	}
-	fmt.Fprintln(w)
+	fmt.Fprint(w, "### Benign controls (must never alarm)\n\n")
+	r.tableHeader(w, "| model | control |", "|---|---|")
 	type key struct{ subject, control string }
 	cells := map[key]map[string]Control{}
 	var order []key
@@ -93,15 +78,8 @@ func (r *Report) Markdown(w io.Writer) {
 	fmt.Fprintf(w, "\nFalse alarms: %d of %d benign checks.\n", r.FalseAlarms(), len(r.Controls))
 
 	fmt.Fprint(w, "\n### Noise floor of each control\n\n")
-	fmt.Fprint(w, "Each cell: the largest logit difference from the verification path (float32, our runtime) over every trigger and class, in logits (compare the median margins above) · the smallest ratio, over the triggers, of the trigger's top-1/top-2 margin to twice its largest difference (above 1x no label can change).\n\n| model | control |")
-	for _, m := range r.Methods {
-		fmt.Fprintf(w, " %s |", m)
-	}
-	fmt.Fprint(w, "\n|---|---|")
-	for range r.Methods {
-		fmt.Fprint(w, "---|")
-	}
-	fmt.Fprintln(w)
+	fmt.Fprint(w, "Each cell: the largest logit difference from the verification path (float32, our runtime) over every trigger and class, in logits (compare the median margins above) · the smallest ratio, over the triggers, of the trigger's top-1/top-2 margin to twice its largest difference (above 1x no label can change).\n\n")
+	r.tableHeader(w, "| model | control |", "|---|---|")
 	for _, k := range order {
 		fmt.Fprintf(w, "| %s | %s |", k.subject, k.control)
 		for _, m := range r.Methods {
@@ -133,6 +111,20 @@ func ratioText(v float64) string {
 		return "inf x"
 	}
 	return fmt.Sprintf("%.3gx", v)
+}
+
+// tableHeader writes a markdown table header: the leading columns, one column per
+// method, and the separator line.
+func (r *Report) tableHeader(w io.Writer, leading, separator string) {
+	fmt.Fprint(w, leading)
+	for _, m := range r.Methods {
+		fmt.Fprintf(w, " %s |", m)
+	}
+	fmt.Fprint(w, "\n"+separator)
+	for range r.Methods {
+		fmt.Fprint(w, "---|")
+	}
+	fmt.Fprintln(w)
 }
 
 // summary writes, per method, its detection over all changed models, the range and
