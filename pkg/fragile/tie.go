@@ -5,7 +5,6 @@ import (
 	"math"
 
 	"gonum.org/v1/gonum/mat"
-	"gorgonia.org/tensor"
 
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/nn"
 )
@@ -50,30 +49,20 @@ const tieIterations = 20
 // label for a trigger to count as tied.
 const tieBand = 4
 
-// tieResult is refineToTie's output.
-type tieResult struct {
-	triggers []float32
-	logits   []float64 // float32 logits of triggers on the verification path
-}
-
 // refineToTie moves each trigger towards a point where every class ties with its key
 // label, keeping at every accepted point the guarantee refineToBoundary keeps: the
 // key label on top with a margin of at least floor times the row's largest absolute
-// logit (or the starting point's, if that was larger), in float32 (r) and float64. A trigger keeps its best accepted point (the
-// smallest farthest-competitor gap), which is its starting point if no step improved
-// on it, so the refinement never loses a trigger.
-func refineToTie(net *nn.Network, r *nn.Runner, triggers []float32, labels []int, floor, inputMin, inputMax float64) (*tieResult, error) {
+// logit (or the starting point's, if that was larger), in float32 (r) and float64
+// (r64). A trigger keeps its best accepted point (the smallest farthest-competitor
+// gap), which is its starting point if no step improved on it, so the refinement
+// never loses a trigger. It returns the refined triggers and their float32 logits.
+func refineToTie(net *nn.Network, r, r64 *nn.Runner, triggers []float32, labels []int, floor, inputMin, inputMax float64) ([]float32, []float64, error) {
 	classes := net.Classes
 	n := len(labels)
 	size := len(triggers) / n
-	r64, err := nn.NewRunner(net, n, tensor.Float64)
-	if err != nil {
-		return nil, err
-	}
-	defer r64.Close()
 	jac, err := nn.NewInputGradient(net, n)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer jac.Close()
 
@@ -89,7 +78,7 @@ func refineToTie(net *nn.Network, r *nn.Runner, triggers []float32, labels []int
 	scale := make([]float64, n)
 	z0, err := r64.Logits(x)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for i := range scale {
 		scale[i] = maxAbs(z0[i*classes : (i+1)*classes])
@@ -98,11 +87,11 @@ func refineToTie(net *nn.Network, r *nn.Runner, triggers []float32, labels []int
 	for iter := 0; ; iter++ {
 		z32, err := r.Logits(x)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		z64, err := r64.Logits(x)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		tied := 0
 		for i := 0; i < n; i++ {
@@ -122,7 +111,7 @@ func refineToTie(net *nn.Network, r *nn.Runner, triggers []float32, labels []int
 		}
 		rows, err := competitorGradients(jac, x, labels, classes)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for i := 0; i < n; i++ {
 			if bestGap[i] <= tieBand {
@@ -133,15 +122,14 @@ func refineToTie(net *nn.Network, r *nn.Runner, triggers []float32, labels []int
 	}
 	logits, err := r.Logits(best)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	res := &tieResult{triggers: best, logits: logits}
 	for i := 0; i < n; i++ {
 		if !keepsLabel(logits[i*classes:(i+1)*classes], labels[i], floor, scale[i]) { // cannot happen: best only holds accepted points
-			return nil, fmt.Errorf("tie refinement lost trigger %d's key label", i)
+			return nil, nil, fmt.Errorf("tie refinement lost trigger %d's key label", i)
 		}
 	}
-	return res, nil
+	return best, logits, nil
 }
 
 // competitorGradients returns, for p in 0..classes-2, the input gradients of
@@ -211,13 +199,6 @@ func newtonStep(xi []float32, rows [][]float64, i int, z []float64, label int, m
 	}
 }
 
-// keepsLabel reports whether label is the row's top-1 with a margin of at least floor
-// times the larger of scale and the row's largest absolute logit.
-func keepsLabel(row []float64, label int, floor, scale float64) bool {
-	top, margins := nn.TopTwo(row, len(row))
-	return top[0] == label && margins[0] >= floor*math.Max(scale, maxAbs(row))
-}
-
 // farthestGap is the largest z_label - z_j over the other classes j.
 func farthestGap(row []float64, label int) float64 {
 	gap := 0.0
@@ -227,12 +208,4 @@ func farthestGap(row []float64, label int) float64 {
 		}
 	}
 	return gap
-}
-
-func maxAbs(row []float64) float64 {
-	s := 0.0
-	for _, v := range row {
-		s = math.Max(s, math.Abs(v))
-	}
-	return s
 }

@@ -150,16 +150,20 @@ func Watermark(ctx context.Context, model []byte, key Key, opts WatermarkOptions
 		return nil, err
 	}
 	if opts.Method == MethodBoundary || opts.Method == MethodNaturalBoundary || opts.Method == MethodTie {
-		if made.triggers, made.logits, err = refineToBoundary(net, verifier, made.triggers, made.labels, BoundaryMargin*opts.MarginFloor); err != nil {
-			return nil, err
-		}
-	}
-	if opts.Method == MethodTie {
-		tie, err := refineToTie(net, verifier, made.triggers, made.labels, opts.MarginFloor, opts.InputMin, opts.InputMax)
+		// Both refinements check every accepted point in float64 as well.
+		verifier64, err := nn.NewRunner(net, opts.Triggers, tensor.Float64)
 		if err != nil {
 			return nil, err
 		}
-		made.triggers, made.logits = tie.triggers, tie.logits
+		defer verifier64.Close()
+		if made.triggers, made.logits, err = refineToBoundary(net, verifier, verifier64, made.triggers, made.labels, BoundaryMargin*opts.MarginFloor); err != nil {
+			return nil, err
+		}
+		if opts.Method == MethodTie {
+			if made.triggers, made.logits, err = refineToTie(net, verifier, verifier64, made.triggers, made.labels, opts.MarginFloor, opts.InputMin, opts.InputMax); err != nil {
+				return nil, err
+			}
+		}
 	}
 	_, margins := nn.TopTwo(made.logits, net.Classes)
 	return &Bundle{
@@ -285,7 +289,7 @@ func pickNatural(net *nn.Network, verifier *nn.Runner, key Key, opts WatermarkOp
 		top, _ := nn.TopTwo(logits, net.Classes)
 		for k, i := range chunk {
 			row := logits[k*net.Classes : (k+1)*net.Classes]
-			if len(made.labels) < n && countMatches(row, top[k:k+1], net.Classes, opts.MarginFloor) == 1 {
+			if len(made.labels) < n && keepsLabel(row, top[k], opts.MarginFloor, 0) {
 				made.triggers = append(made.triggers, opts.Natural[i*size:(i+1)*size]...)
 				made.labels = append(made.labels, top[k])
 			}
@@ -302,17 +306,12 @@ func pickNatural(net *nn.Network, verifier *nn.Runner, key Key, opts WatermarkOp
 // refineToBoundary moves trigger i along the segment towards partner(i), a trigger
 // with another key label, to the last point (found by bisection, all triggers in one
 // batch per step) where it keeps its key label with a margin of at least floor times
-// its row's largest absolute logit, both in float32 (r) and in float64: a trigger
+// its row's largest absolute logit, both in float32 (r) and in float64 (r64): a trigger
 // whose label depends on the precision of inference would be a false alarm waiting
 // for another runtime. Points on the segment stay in the input range, since both ends
 // are in it. It returns the refined triggers and their float32 logits.
-func refineToBoundary(net *nn.Network, r *nn.Runner, triggers []float32, labels []int, floor float64) ([]float32, []float64, error) {
+func refineToBoundary(net *nn.Network, r, r64 *nn.Runner, triggers []float32, labels []int, floor float64) ([]float32, []float64, error) {
 	classes := net.Classes
-	r64, err := nn.NewRunner(net, r.Batch(), tensor.Float64)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer r64.Close()
 	n := len(labels)
 	size := len(triggers) / n
 	partner := make([]int, n)
@@ -342,7 +341,7 @@ func refineToBoundary(net *nn.Network, r *nn.Runner, triggers []float32, labels 
 		return out
 	}
 	holds := func(logits []float64, i int) bool {
-		return countMatches(logits[i*classes:(i+1)*classes], labels[i:i+1], classes, floor) == 1
+		return keepsLabel(logits[i*classes:(i+1)*classes], labels[i], floor, 0)
 	}
 	lo, hi := make([]float64, n), make([]float64, n)
 	for i := range hi {
@@ -454,21 +453,28 @@ func paperLoss(logits *G.Node, labels []int, classes int, lambda float64) (*G.No
 // countMatches counts rows whose top-1 label is the key label with a margin of at
 // least floor times the row's largest absolute logit.
 func countMatches(logits []float64, labels []int, classes int, floor float64) int {
-	top, margins := nn.TopTwo(logits, classes)
 	matched := 0
 	for i, l := range labels {
-		if top[i] != l {
-			continue
-		}
-		scale := 0.0
-		for _, v := range logits[i*classes : (i+1)*classes] {
-			scale = math.Max(scale, math.Abs(v))
-		}
-		if margins[i] >= floor*scale {
+		if keepsLabel(logits[i*classes:(i+1)*classes], l, floor, 0) {
 			matched++
 		}
 	}
 	return matched
+}
+
+// keepsLabel reports whether label is the row's top-1 with a margin of at least floor
+// times the larger of scale and the row's largest absolute logit.
+func keepsLabel(row []float64, label int, floor, scale float64) bool {
+	top, margins := nn.TopTwo(row, len(row))
+	return top[0] == label && margins[0] >= floor*math.Max(scale, maxAbs(row))
+}
+
+func maxAbs(row []float64) float64 {
+	s := 0.0
+	for _, v := range row {
+		s = math.Max(s, math.Abs(v))
+	}
+	return s
 }
 
 func toFloat32(v []float64) []float32 {
