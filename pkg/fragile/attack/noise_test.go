@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"gonum.org/v1/gonum/stat"
 
 	"github.com/fragile-operator/fragile-operator/internal/onnxtest"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/attack"
@@ -44,17 +45,6 @@ func deltas(t *testing.T, before, after *onnx.Model, name string) []float64 {
 	return d
 }
 
-func meanStd(v []float64) (mean, std float64) {
-	for _, x := range v {
-		mean += x
-	}
-	mean /= float64(len(v))
-	for _, x := range v {
-		std += (x - mean) * (x - mean)
-	}
-	return mean, math.Sqrt(std / float64(len(v)))
-}
-
 func TestNoise(t *testing.T) {
 	model := bigModel()
 	orig, err := onnx.Decode(model)
@@ -84,7 +74,7 @@ func TestNoise(t *testing.T) {
 			}
 			for tensor, sigma := range tc.want {
 				d := deltas(t, orig, got, tensor)
-				mean, std := meanStd(d)
+				mean, std := stat.PopMeanStdDev(d, nil)
 				t.Logf("%s: %d values, noise mean %.3g std %.4g (want %.4g)", tensor, len(d), mean, std, sigma)
 				if math.Abs(std-sigma) > sigmaTol*sigma {
 					t.Errorf("%s: noise std %g, want %g within %g%%", tensor, std, sigma, 100*sigmaTol)

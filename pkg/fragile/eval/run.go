@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 
+	"gonum.org/v1/gonum/stat"
 	"gorgonia.org/tensor"
 
 	"github.com/fragile-operator/fragile-operator/pkg/fragile"
@@ -289,18 +290,12 @@ func firstFlips(flipped []bool, orders int, r *rand.Rand) []float64 {
 	return out
 }
 
+// meanSD is the mean and population standard deviation of v, NaN for no values.
 func meanSD(v []float64) (mean, sd float64) {
 	if len(v) == 0 {
 		return math.NaN(), math.NaN()
 	}
-	for _, x := range v {
-		mean += x
-	}
-	mean /= float64(len(v))
-	for _, x := range v {
-		sd += (x - mean) * (x - mean)
-	}
-	return mean, math.Sqrt(sd / float64(len(v)))
+	return stat.PopMeanStdDev(v, nil)
 }
 
 func medianOf32(v []float32) float64 {
