@@ -720,7 +720,7 @@ func buildSoftmax(b *builder, node *onnx.Node) error {
 // shapes and read the number of classes.
 func (n *Network) probeClasses() (int, error) {
 	g := G.NewGraph()
-	x := G.NewTensor(g, tensor.Float32, 1+len(n.InputShape), G.WithShape(append([]int{1}, n.InputShape...)...), G.WithName(n.InputName))
+	x := n.NewInput(g, tensor.Float32, 1)
 	built, err := n.Build(g, x)
 	if err != nil {
 		return 0, err

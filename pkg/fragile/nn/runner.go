@@ -10,13 +10,12 @@ import (
 // Runner evaluates a Network on fixed-size batches, reusing one compiled graph and
 // tape machine across calls.
 type Runner struct {
-	net    *Network
-	batch  int
-	dtype  tensor.Dtype
-	x      *G.Node
-	logits *G.Node
-	out    *G.Value // see valueSlot
-	vm     G.VM
+	net   *Network
+	batch int
+	dtype tensor.Dtype
+	x     *G.Node
+	out   *G.Value // see valueSlot
+	vm    G.VM
 }
 
 // valueSlot allocates the destination of a G.Read on its own. The read op keeps a
@@ -34,17 +33,51 @@ func NewRunner(net *Network, batch int, dtype tensor.Dtype) (*Runner, error) {
 		return nil, fmt.Errorf("batch size %d: must be positive", batch)
 	}
 	g := G.NewGraph()
-	x := G.NewTensor(g, dtype, 1+len(net.InputShape), G.WithShape(append([]int{batch}, net.InputShape...)...), G.WithName(net.InputName))
+	x := net.NewInput(g, dtype, batch)
 	built, err := net.Build(g, x)
 	if err != nil {
 		return nil, err
 	}
-	r := &Runner{net: net, batch: batch, dtype: dtype, x: x, logits: built.Logits, out: valueSlot()}
+	r := &Runner{net: net, batch: batch, dtype: dtype, x: x, out: valueSlot()}
 	// The tape machine reuses buffers between nodes: read the logits through Read so
 	// the value is not overwritten by a later instruction.
 	G.Read(built.Logits, r.out)
 	r.vm = G.NewTapeMachine(g)
 	return r, nil
+}
+
+// NewInput adds to g an input node for batches of batch examples in dtype, shaped
+// (batch, InputShape...) and named after the model's input, as Build expects.
+func (n *Network) NewInput(g *G.ExprGraph, dtype tensor.Dtype, batch int) *G.Node {
+	return G.NewTensor(g, dtype, 1+len(n.InputShape), G.WithShape(n.batchShape(batch)...), G.WithName(n.InputName))
+}
+
+func (n *Network) batchShape(batch int) []int { return append([]int{batch}, n.InputShape...) }
+
+// binding is a value for an input node of one run.
+type binding struct {
+	node  *G.Node
+	value tensor.Tensor
+}
+
+// runOnce binds the inputs and runs the machine once. what names the run in errors,
+// and a gorgonia panic becomes an error, so bad input never crashes the caller.
+func runOnce(vm G.VM, what string, bindings ...binding) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%s panicked: %v", what, p)
+		}
+	}()
+	for _, b := range bindings {
+		if err := G.Let(b.node, b.value); err != nil {
+			return err
+		}
+	}
+	vm.Reset()
+	if err := vm.RunAll(); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
 }
 
 // Batch is the number of examples per call.
@@ -56,12 +89,7 @@ func (r *Runner) Logits(inputs []float32) (logits []float64, err error) {
 	if want := r.batch * r.net.InputSize(); len(inputs) != want {
 		return nil, fmt.Errorf("input %s: %d values given, %d examples of shape %v need %d", r.net.InputName, len(inputs), r.batch, r.net.InputShape, want)
 	}
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("inference panicked: %v", p)
-		}
-	}()
-	shape := append([]int{r.batch}, r.net.InputShape...)
+	shape := r.net.batchShape(r.batch)
 	var value tensor.Tensor
 	if r.dtype == tensor.Float64 {
 		data := make([]float64, len(inputs))
@@ -72,12 +100,8 @@ func (r *Runner) Logits(inputs []float32) (logits []float64, err error) {
 	} else {
 		value = tensor.New(tensor.WithShape(shape...), tensor.WithBacking(append([]float32(nil), inputs...)))
 	}
-	if err := G.Let(r.x, value); err != nil {
+	if err := runOnce(r.vm, "inference", binding{r.x, value}); err != nil {
 		return nil, err
-	}
-	r.vm.Reset()
-	if err := r.vm.RunAll(); err != nil {
-		return nil, fmt.Errorf("inference: %w", err)
 	}
 	return ToFloat64(*r.out)
 }
@@ -146,7 +170,7 @@ func NewInputGradient(net *Network, batch int) (*InputGradient, error) {
 		return nil, fmt.Errorf("batch size %d: must be positive", batch)
 	}
 	g := G.NewGraph()
-	x := G.NewTensor(g, tensor.Float32, 1+len(net.InputShape), G.WithShape(append([]int{batch}, net.InputShape...)...), G.WithName(net.InputName))
+	x := net.NewInput(g, tensor.Float32, batch)
 	built, err := net.Build(g, x)
 	if err != nil {
 		return nil, err
@@ -178,21 +202,11 @@ func (ig *InputGradient) Gradient(inputs []float32, weights []float32) (grad []f
 	if len(inputs) != ig.batch*size || len(weights) != ig.batch*ig.net.Classes {
 		return nil, fmt.Errorf("gradient: %d inputs and %d weights given, want %d and %d", len(inputs), len(weights), ig.batch*size, ig.batch*ig.net.Classes)
 	}
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("gradient panicked: %v", p)
-		}
-	}()
-	shape := append([]int{ig.batch}, ig.net.InputShape...)
-	if err := G.Let(ig.x, tensor.New(tensor.WithShape(shape...), tensor.WithBacking(append([]float32(nil), inputs...)))); err != nil {
+	err = runOnce(ig.vm, "gradient",
+		binding{ig.x, tensor.New(tensor.WithShape(ig.net.batchShape(ig.batch)...), tensor.WithBacking(append([]float32(nil), inputs...)))},
+		binding{ig.weight, tensor.New(tensor.WithShape(ig.batch, ig.net.Classes), tensor.WithBacking(append([]float32(nil), weights...)))})
+	if err != nil {
 		return nil, err
-	}
-	if err := G.Let(ig.weight, tensor.New(tensor.WithShape(ig.batch, ig.net.Classes), tensor.WithBacking(append([]float32(nil), weights...)))); err != nil {
-		return nil, err
-	}
-	ig.vm.Reset()
-	if err := ig.vm.RunAll(); err != nil {
-		return nil, fmt.Errorf("gradient: %w", err)
 	}
 	return ToFloat64(*ig.grad)
 }

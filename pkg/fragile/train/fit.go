@@ -77,7 +77,7 @@ func Fit(ctx context.Context, model []byte, images []float32, labels []int, opts
 
 	bs := opts.BatchSize
 	g := G.NewGraph()
-	x := G.NewTensor(g, tensor.Float32, 1+len(net.InputShape), G.WithShape(append([]int{bs}, net.InputShape...)...), G.WithName("x"))
+	x := net.NewInput(g, tensor.Float32, bs)
 	target := G.NewMatrix(g, tensor.Float32, G.WithShape(bs, net.Classes), G.WithName("target"))
 	built, err := net.Build(g, x)
 	if err != nil {
