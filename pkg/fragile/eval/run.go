@@ -193,11 +193,17 @@ func runControls(s *Subject, bundles map[fragile.Method]*fragile.Bundle, cfg Con
 	if err != nil {
 		return nil, err
 	}
-	reserialised := onnx.Encode(m)
+	// Each file is compiled once and serves every method's bundle; a re-serialised
+	// file that does not load is that control's failure, not the run's.
+	net, err := fragile.LoadNetwork(s.Model)
+	if err != nil {
+		return nil, err
+	}
+	reserialised, reserialisedErr := fragile.LoadNetwork(onnx.Encode(m))
 	var out []Control
 	for _, method := range cfg.Methods {
 		b := bundles[method]
-		reference, err := logitsOf(s.Model, b, tensor.Float32)
+		reference, err := logitsOf(net, b, tensor.Float32)
 		if err != nil {
 			return nil, err
 		}
@@ -212,9 +218,13 @@ func runControls(s *Subject, bundles map[fragile.Method]*fragile.Bundle, cfg Con
 			}
 			out = append(out, c)
 		}
-		logits, err := logitsOf(reserialised, b, tensor.Float32)
-		add("re-serialised file", logits, err)
-		logits, err = logitsOf(s.Model, b, tensor.Float64)
+		if reserialisedErr != nil {
+			add("re-serialised file", nil, reserialisedErr)
+		} else {
+			logits, err := logitsOf(reserialised, b, tensor.Float32)
+			add("re-serialised file", logits, err)
+		}
+		logits, err := logitsOf(net, b, tensor.Float64)
 		add("float64 inference", logits, err)
 		if cfg.SecondRuntime != nil {
 			logits, err = cfg.SecondRuntime(s.Model, b)
@@ -224,12 +234,8 @@ func runControls(s *Subject, bundles map[fragile.Method]*fragile.Bundle, cfg Con
 	return out, nil
 }
 
-// logitsOf runs the bundle's triggers through the model file in dtype.
-func logitsOf(model []byte, b *fragile.Bundle, dtype tensor.Dtype) ([]float64, error) {
-	net, err := fragile.LoadNetwork(model)
-	if err != nil {
-		return nil, err
-	}
+// logitsOf runs the bundle's triggers through the network in dtype.
+func logitsOf(net *nn.Network, b *fragile.Bundle, dtype tensor.Dtype) ([]float64, error) {
 	r, err := nn.NewRunner(net, b.Len(), dtype)
 	if err != nil {
 		return nil, err
