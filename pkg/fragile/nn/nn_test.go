@@ -211,20 +211,27 @@ func TestMNIST7MatchesPlainGo(t *testing.T) {
 	copy(inputs, image)
 	got := runLogits(t, net, n, tensor.Float64, inputs)
 	for i := 0; i < n; i++ {
-		x := make([]float64, 784)
-		for k := range x {
-			x[k] = float64(inputs[i*784+k])
-		}
-		vals, _, err := onnxtest.Run(m, x, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := vals["Plus214_Output_0"].Data
+		want := referenceValues(t, m, inputs, i, 784)["Plus214_Output_0"].Data
 		t.Logf("example %d: %.3g", i, relDiff(got[i*10:(i+1)*10], want, 10))
 		if d := relDiff(got[i*10:(i+1)*10], want, 10); d > referenceTol {
 			t.Errorf("example %d: logits %v, reference %v: relative difference %.3g > %g", i, got[i*10:(i+1)*10], want, d, referenceTol)
 		}
 	}
+}
+
+// referenceValues runs example i of inputs (size values each, back to back) through
+// the plain-Go reference and returns every value it computes, by name.
+func referenceValues(t *testing.T, m *onnx.Model, inputs []float32, i, size int) map[string]*onnxtest.Tensor {
+	t.Helper()
+	x := make([]float64, size)
+	for k := range x {
+		x[k] = float64(inputs[i*size+k])
+	}
+	vals, _, err := onnxtest.Run(m, x, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vals
 }
 
 func TestBatchRewrite(t *testing.T) {
@@ -377,14 +384,7 @@ func TestSmallModelsMatchPlainGo(t *testing.T) {
 				t.Errorf("float32 vs float64: %.3g", d)
 			}
 			for i := 0; i < batch; i++ {
-				x := make([]float64, size)
-				for k := range x {
-					x[k] = float64(inputs[i*size+k])
-				}
-				vals, _, err := onnxtest.Run(m, x, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
+				vals := referenceValues(t, m, inputs, i, size)
 				want := vals[tc.logits].Data
 				got := l64[i*net.Classes : (i+1)*net.Classes]
 				if d := relDiff(got, want, net.Classes); d > referenceTol {
@@ -491,15 +491,7 @@ func TestOpsMatchPlainGo(t *testing.T) {
 			}
 			got := runLogits(t, net, batch, tensor.Float64, inputs)
 			for i := 0; i < batch; i++ {
-				x := make([]float64, size)
-				for k := range x {
-					x[k] = float64(inputs[i*size+k])
-				}
-				vals, _, err := onnxtest.Run(m, x, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				want := vals[m.Graph.Outputs[0].Name].Data
+				want := referenceValues(t, m, inputs, i, size)[m.Graph.Outputs[0].Name].Data
 				row := got[i*net.Classes : (i+1)*net.Classes]
 				if d := relDiff(row, want, net.Classes); d > referenceTol {
 					t.Errorf("example %d: %v, reference %v (difference %.3g)", i, row, want, d)
