@@ -31,11 +31,17 @@ func (r Result) ExitCode() int {
 // writes as its container termination message. It holds no secret: no key, no
 // trigger, no key label, so it may be logged and copied into status.
 type VerifyReport struct {
-	Result          Result  `json:"result"`
-	Total           int     `json:"total"`
-	Mismatched      int     `json:"mismatched"`
-	DigestMatches   bool    `json:"digestMatches"`
-	ModelDigest     string  `json:"modelDigest,omitempty"` // "sha256:<hex>" of the bytes verified
+	Result        Result `json:"result"`
+	Total         int    `json:"total"`
+	Mismatched    int    `json:"mismatched"`
+	DigestMatches bool   `json:"digestMatches"`
+	ModelDigest   string `json:"modelDigest,omitempty"` // "sha256:<hex>" of the bytes verified
+	// Endpoint names the served model verified over the Open Inference Protocol
+	// ("URL/v2/models/NAME", no credentials); empty for an artifact. An endpoint has no
+	// bytes to hash: DigestMatches is then false and ModelDigest empty.
+	Endpoint string `json:"endpoint,omitempty"`
+	// Requests is how many HTTP requests an endpoint verification sent, retries included.
+	Requests        int     `json:"requests,omitempty"`
 	DurationSeconds float64 `json:"durationSeconds"`
 	Message         string  `json:"message,omitempty"`
 }
