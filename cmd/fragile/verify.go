@@ -18,16 +18,26 @@ func init() { subcommands["verify"] = verify }
 // it could not be verified (unreadable model, wrong key, damaged bundle, ...).
 func verify(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
-	modelRef := fs.String("model", "", "ONNX model file or http(s) URL (required)")
+	modelRef := fs.String("model", "", "ONNX model file or http(s) URL (required unless --endpoint)")
 	bundlePath := fs.String("bundle", "", "sealed bundle from `fragile watermark` (required)")
 	keyPath := fs.String("key", "", "key file (required)")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of text")
 	report := fs.String("report", "", "also write the JSON report here (a Job's termination message path)")
+	var live endpointFlags
+	live.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
 	start := time.Now()
-	r := verifyFiles(ctx, *modelRef, *bundlePath, *keyPath)
+	var r fragile.VerifyReport
+	switch {
+	case live.url != "" && *modelRef != "":
+		r = fragile.VerifyReport{Result: fragile.ResultError, Message: "--model and --endpoint exclude each other: verify a file or a live endpoint"}
+	case live.url != "":
+		r = verifyEndpoint(ctx, &live, *bundlePath, *keyPath)
+	default:
+		r = verifyFiles(ctx, *modelRef, *bundlePath, *keyPath)
+	}
 	if r.Result == fragile.ResultError && r.DurationSeconds == 0 {
 		r.DurationSeconds = time.Since(start).Seconds()
 	}
@@ -48,19 +58,11 @@ func verifyFiles(ctx context.Context, modelRef, bundlePath, keyPath string) frag
 		return fragile.VerifyReport{Result: fragile.ResultError, Message: err.Error()}
 	}
 	if modelRef == "" || bundlePath == "" || keyPath == "" {
-		return failed(errors.New("--model, --bundle and --key are required"))
+		return failed(errors.New("--model (or --endpoint), --bundle and --key are required"))
 	}
-	key, err := readKey(keyPath)
+	bundle, err := openBundle(bundlePath, keyPath)
 	if err != nil {
 		return failed(err)
-	}
-	sealed, err := os.ReadFile(bundlePath)
-	if err != nil {
-		return failed(fmt.Errorf("bundle file: %w", err))
-	}
-	bundle, err := fragile.Open(sealed, key)
-	if err != nil {
-		return failed(fmt.Errorf("bundle %s: %w", bundlePath, err))
 	}
 	model, err := readModel(ctx, modelRef)
 	if err != nil {
@@ -77,6 +79,10 @@ func printVerifyReport(r fragile.VerifyReport) {
 		fmt.Printf("TAMPERED: %d of %d triggers changed label", r.Mismatched, r.Total)
 	default:
 		fmt.Printf("COULD NOT VERIFY: %s\n", r.Message)
+		return
+	}
+	if r.Endpoint != "" {
+		fmt.Printf(" (served by %s; %d requests; %.0f ms)\n", r.Endpoint, r.Requests, 1000*r.DurationSeconds)
 		return
 	}
 	digest := "file digest differs from the watermarked file"
