@@ -56,6 +56,10 @@ const (
 	// ReasonTamperDetected: at least one trigger changed its label: the model's weights are not
 	// the ones that were watermarked (Intact=False; the only reason Intact is ever False with).
 	ReasonTamperDetected = "TamperDetected"
+	// ReasonEndpointUnresolved: spec.endpoint.inferenceServiceRef names an InferenceService that
+	// does not exist, has no URL in its status yet, or cannot be read (KServe not installed);
+	// no verification Job starts until it resolves. Intact=Unknown.
+	ReasonEndpointUnresolved = "EndpointUnresolved"
 	// ReasonVerificationFailed: the newest verification reached no verdict (unreadable model,
 	// wrong key, corrupt bundle, timeout, crash, missing or garbled report). Intact=Unknown.
 	ReasonVerificationFailed = "VerificationFailed"

@@ -16,6 +16,12 @@ type ModelWatermarkSpec struct {
 	// +required
 	Model ModelSource `json:"model"`
 
+	// endpoint, when set, is the live model the verification Jobs check over the Open Inference
+	// Protocol (KServe V2) instead of reading model.uri; training still reads model. Changing it
+	// does not retrain: the triggers belong to the weights, not to where they are served.
+	// +optional
+	Endpoint *EndpointSource `json:"endpoint,omitempty"`
+
 	// keySecretRef names a Secret in this namespace holding the watermark key, one line
 	// "fragile-key-v1:<64 hex digits>" as written by `fragile keygen`. When absent the operator
 	// generates a key with crypto/rand into a Secret named <name>-key that this resource owns.
@@ -262,6 +268,11 @@ type ModelWatermarkStatus struct {
 	// (Intact or Tampered) finished. Alerts on stale verification read it.
 	// +optional
 	LastSuccessfulVerificationTime *metav1.Time `json:"lastSuccessfulVerificationTime,omitempty"`
+
+	// endpointURL is the base URL the verification Jobs send the triggers to, from
+	// spec.endpoint.url or resolved from spec.endpoint.inferenceServiceRef.
+	// +optional
+	EndpointURL string `json:"endpointURL,omitempty"`
 
 	// nextVerificationTime is when the next verification Job is due.
 	// +optional
