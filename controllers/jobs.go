@@ -136,8 +136,9 @@ func trainingJob(mw *fragilev1alpha1.ModelWatermark, image, hash string, loc mod
 }
 
 // verificationJob runs `fragile verify` with the bundle and key mounted read-only and no API
-// token: it reads the model, answers through its termination message, and can touch nothing.
-func verificationJob(mw *fragilev1alpha1.ModelWatermark, image, hash string, loc modelLocation, scheduled time.Time) *batchv1.Job {
+// token: it reads the model (or asks the live endpoint ep, when set), answers through its
+// termination message, and can touch nothing.
+func verificationJob(mw *fragilev1alpha1.ModelWatermark, image, hash string, loc modelLocation, ep *endpointTarget, scheduled time.Time) *batchv1.Job {
 	kv, km := keyVolume(mw)
 	bv := corev1.Volume{Name: "bundle", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
 		SecretName:  bundleSecretName(mw),
@@ -146,24 +147,30 @@ func verificationJob(mw *fragilev1alpha1.ModelWatermark, image, hash string, loc
 	}}}
 	bm := corev1.VolumeMount{Name: "bundle", MountPath: bundleMountDir, ReadOnly: true}
 
+	target := []string{"--model", loc.arg}
+	volumes, mounts := []corev1.Volume{kv, bv}, []corev1.VolumeMount{km, bm}
+	switch {
+	case ep != nil:
+		var epVolumes []corev1.Volume
+		var epMounts []corev1.VolumeMount
+		target, epVolumes, epMounts = endpointArgs(mw, ep)
+		volumes, mounts = append(volumes, epVolumes...), append(mounts, epMounts...)
+	case loc.volume != nil:
+		volumes, mounts = append(volumes, *loc.volume), append(mounts, *loc.mount)
+	}
 	t := jobTemplate{
 		name: verificationJobName(mw, scheduled), component: componentVerification, hash: hash, image: image,
-		args: []string{"verify",
-			"--model", loc.arg,
-			"--bundle", bundleMountDir + "/" + bundleDataKey,
-			"--key", keyMountDir + "/" + keyDataKey,
+		args: append(append([]string{"verify"}, target...),
+			"--bundle", bundleMountDir+"/"+bundleDataKey,
+			"--key", keyMountDir+"/"+keyDataKey,
 			"--json",
 			"--report", terminationPath,
-		},
-		volumes:         []corev1.Volume{kv, bv},
-		mounts:          []corev1.VolumeMount{km, bm},
+		),
+		volumes:         volumes,
+		mounts:          mounts,
 		resources:       mw.Spec.Verification.Resources,
 		deadlineSeconds: mw.Spec.Verification.TimeoutSeconds,
 		annotations:     map[string]string{annotationScheduledTime: scheduled.UTC().Format(time.RFC3339)},
-	}
-	if loc.volume != nil {
-		t.volumes = append(t.volumes, *loc.volume)
-		t.mounts = append(t.mounts, *loc.mount)
 	}
 	return newJob(mw, t)
 }

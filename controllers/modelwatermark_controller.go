@@ -205,7 +205,12 @@ func (r *ModelWatermarkReconciler) reconcile(ctx context.Context, req ctrl.Reque
 	// from the previous one's slot, the first from the end of training.
 	o.watermarked = evaluate(fragilev1alpha1.ConditionWatermarked, watermarkedChain, o)
 	var requeue time.Duration
-	if o.watermarked.Status == condTrue && !mw.Spec.Suspend {
+	if mw.Spec.Endpoint != nil && o.watermarked.Status == condTrue {
+		if o.endpoint, o.endpointProblem, err = r.resolveEndpoint(ctx, &mw); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	if o.watermarked.Status == condTrue && !mw.Spec.Suspend && o.endpointProblem == "" {
 		period := time.Duration(mw.Spec.Verification.PeriodSeconds) * time.Second
 		if period <= 0 {
 			period = 600 * time.Second
@@ -218,7 +223,7 @@ func (r *ModelWatermarkReconciler) reconcile(ctx context.Context, req ctrl.Reque
 			// Catch up on missed slots with one Job, in the newest slot that has passed.
 			missed := o.now.Sub(next) / period
 			scheduled := next.Add(missed * period).Truncate(time.Second)
-			job := verificationJob(&mw, r.JobImage, o.hash, loc, scheduled)
+			job := verificationJob(&mw, r.JobImage, o.hash, loc, o.endpoint, scheduled)
 			if err := r.createOwned(ctx, &mw, job); err != nil && !apierrors.IsAlreadyExists(err) {
 				return ctrl.Result{}, fmt.Errorf("creating verification Job %s: %w", job.Name, err)
 			}
@@ -233,6 +238,9 @@ func (r *ModelWatermarkReconciler) reconcile(ctx context.Context, req ctrl.Reque
 	}
 	if o.keyMissing && !o.keyGenerated {
 		requeue = keySecretRetry
+	}
+	if o.endpointProblem != "" {
+		requeue = endpointRetry
 	}
 
 	// 8. Rebuild status from the observation; write it, and announce transitions, only when it

@@ -120,6 +120,8 @@ type verdict struct {
 	modelDigest   string
 	digestMatches bool
 	message       string
+	// endpoint names the served model the Job checked; empty when it read the artifact.
+	endpoint string
 }
 
 func (v verdict) conclusive() bool { return v.result != fragilev1alpha1.VerificationFailed }
@@ -143,6 +145,7 @@ func interpretVerification(run jobRun) verdict {
 	}
 	v.total, v.mismatched = int32(rep.Total), int32(rep.Mismatched)
 	v.modelDigest, v.digestMatches = rep.ModelDigest, rep.DigestMatches
+	v.endpoint = clip(rep.Endpoint)
 	code := int32(rep.Result.ExitCode())
 	switch rep.Result {
 	case fragile.ResultIntact, fragile.ResultTampered:

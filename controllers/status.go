@@ -43,6 +43,11 @@ type observation struct {
 	verdicts           []verdict
 	activeVerification *batchv1.Job
 
+	// endpoint is the live model verification Jobs check (spec.endpoint resolved), nil when they
+	// read the artifact or the reference does not resolve; endpointProblem then says why.
+	endpoint        *endpointTarget
+	endpointProblem string
+
 	// nextVerification is when the next verification is due; zero when none is scheduled.
 	nextVerification time.Time
 
@@ -200,6 +205,13 @@ var intactChain = []policy{
 			o.watermarked.Status, o.watermarked.Reason), true
 	},
 	func(o *observation) (metav1.ConditionStatus, string, string, bool) {
+		if o.endpointProblem == "" {
+			return "", "", "", false
+		}
+		return condUnknown, fragilev1alpha1.ReasonEndpointUnresolved, clip(o.endpointProblem +
+			"; no verification starts until spec.endpoint resolves"), true
+	},
+	func(o *observation) (metav1.ConditionStatus, string, string, bool) {
 		if len(o.verdicts) > 0 {
 			return "", "", "", false
 		}
@@ -226,6 +238,9 @@ var intactChain = []policy{
 	func(o *observation) (metav1.ConditionStatus, string, string, bool) {
 		v := o.verdicts[0]
 		msg := fmt.Sprintf("all %d triggers kept their key labels in verification Job %s", v.total, v.run.job.Name)
+		if v.endpoint != "" {
+			return condTrue, fragilev1alpha1.ReasonIntact, msg + ", answered live by " + v.endpoint, true
+		}
 		if !v.digestMatches {
 			msg += fmt.Sprintf("; the model bytes (%s) differ from the watermarked file, as after a "+
 				"re-serialisation that kept every weight", orNone(v.modelDigest))
@@ -262,8 +277,9 @@ func readyChain(watermarked, intact metav1.Condition) []policy {
 		borrow(watermarked),
 		borrow(intact),
 		func(o *observation) (metav1.ConditionStatus, string, string, bool) {
+			// An endpoint exposes no bytes: the pin is checked by training and artifact verifications.
 			pin, v := o.mw.Spec.Model.SHA256, o.verdicts[0]
-			if pin == "" || v.modelDigest == "sha256:"+pin {
+			if pin == "" || v.endpoint != "" || v.modelDigest == "sha256:"+pin {
 				return "", "", "", false
 			}
 			return condFalse, fragilev1alpha1.ReasonDigestMismatch, fmt.Sprintf(
@@ -362,6 +378,9 @@ func buildStatus(o *observation, previous []metav1.Condition) fragilev1alpha1.Mo
 	}
 	if !o.nextVerification.IsZero() {
 		st.NextVerificationTime = timePtr(o.nextVerification)
+	}
+	if o.endpoint != nil {
+		st.EndpointURL = o.endpoint.url
 	}
 	return st
 }
