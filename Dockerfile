@@ -13,8 +13,9 @@ ENV GOTOOLCHAIN=local CGO_ENABLED=0 GOOS=linux
 COPY go.mod go.sum ./
 RUN go mod download
 COPY api/ api/
-COPY cmd/ cmd/
+COPY cmd/fragile/ cmd/fragile/
 COPY controllers/ controllers/
+COPY internal/cli/ internal/cli/
 COPY pkg/ pkg/
 RUN go build -trimpath -ldflags="-s -w" -o /out/fragile ./cmd/fragile
 

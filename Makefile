@@ -33,8 +33,9 @@ generate: ## Generate the DeepCopy methods of the API types.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
 
 .PHONY: build
-build: ## Build the one binary, bin/fragile.
+build: ## Build the product binary bin/fragile and the research bench bin/fragile-lab.
 	go build -o $(BIN)/fragile ./cmd/fragile
+	go build -o $(BIN)/fragile-lab ./cmd/fragile-lab
 
 .PHONY: run
 run: ## Run the manager against the cluster in $KUBECONFIG.

@@ -21,6 +21,7 @@ import (
 
 	fragilev1alpha1 "github.com/fragile-operator/fragile-operator/api/v1alpha1"
 	"github.com/fragile-operator/fragile-operator/internal/oiptest"
+	"github.com/fragile-operator/fragile-operator/pkg/contract"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/endpoint"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/serve"
@@ -182,8 +183,8 @@ func (s *envSuite) trainWith(t *testing.T, ns, name string, w *oiptest.Watermark
 		if err := s.admin.Get(context.Background(), objectKey(ns, name+"-bundle"), &secret); err != nil {
 			return false, err.Error()
 		}
-		secret.Annotations[fragilev1alpha1.AnnotationBundleDigest] = "sha256:sealed"
-		secret.Data = map[string][]byte{bundleDataKey: w.Sealed}
+		secret.Annotations[contract.AnnotationBundleDigest] = "sha256:sealed"
+		secret.Data = map[string][]byte{contract.BundleDataKey: w.Sealed}
 		err := s.admin.Update(context.Background(), &secret)
 		return err == nil, errString(err)
 	})
@@ -206,7 +207,7 @@ func (s *envSuite) verifyLive(t *testing.T, ns, name string, key fragile.Key) fr
 	}
 	var secret corev1.Secret
 	s.get(t, ns, name+"-bundle", &secret)
-	b, err := fragile.Open(secret.Data[bundleDataKey], key)
+	b, err := fragile.Open(secret.Data[contract.BundleDataKey], key)
 	if err != nil {
 		t.Fatal(err)
 	}

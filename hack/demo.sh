@@ -60,12 +60,13 @@ free_port() {
   echo "$p"
 }
 
-step "Build fragile and the Kubernetes binaries (cached after the first run)"
+step "Build fragile, fragile-lab and the Kubernetes binaries (cached after the first run)"
 go build -o "$dir/bin/fragile" ./cmd/fragile
+go build -o "$dir/bin/fragile-lab" ./cmd/fragile-lab
 eval "$(WITH_CONTROLLER_MANAGER=1 hack/setup-envtest.sh 2>/dev/null)"
 export KUBEBUILDER_ASSETS
 kubectl() { "$KUBEBUILDER_ASSETS/kubectl" "$@"; }
-note "fragile built; etcd, kube-apiserver, kube-controller-manager, kubectl $(kubectl version --client -o json | sed -n 's/.*"gitVersion": "\(.*\)".*/\1/p' | head -1)"
+note "fragile and fragile-lab built; etcd, kube-apiserver, kube-controller-manager, kubectl $(kubectl version --client -o json | sed -n 's/.*"gitVersion": "\(.*\)".*/\1/p' | head -1)"
 
 step "Start the local control plane (etcd, kube-apiserver, kube-controller-manager, node agent)"
 eval "$(LOCAL_NODE_IMAGE_MAP="$image=$dir/bin/fragile" hack/local-cluster.sh start 2>"$dir/cluster-start.log")" ||
@@ -90,7 +91,7 @@ done
 note "operator running (pid $manager_pid), metrics on http://127.0.0.1:$metrics_port/metrics"
 
 step "Publish mnist-7 where the sample points and apply the sample ModelWatermark"
-go run ./hack/mnist7 -out "$dir/models/mnist-7.onnx"
+"$dir/bin/fragile-lab" mnist7 --out "$dir/models/mnist-7.onnx"
 # The sample mounts a node directory at /models; on this node, that directory is $dir/models.
 # The demo verifies every $period s, the smallest period the API allows.
 sed -e "s|path: /var/lib/fragile/models|path: $dir/models|" -e "s|periodSeconds: 600|periodSeconds: $period|" \
@@ -118,7 +119,7 @@ step "kubectl describe modelwatermark mnist-7 (before)"
 kubectl describe modelwatermark mnist-7
 
 step "Tamper: fine-tune the deployed file in place (20 Adam steps on MNIST digits)"
-"$dir/bin/fragile" attack finetune --model "$dir/models/mnist-7.onnx" --out "$dir/mnist-7-finetuned.onnx" \
+"$dir/bin/fragile-lab" attack finetune --model "$dir/models/mnist-7.onnx" --out "$dir/mnist-7-finetuned.onnx" \
   --data mnist --input-range 0,255 --steps 20 --lr 1e-4 --seed 3
 mv "$dir/mnist-7-finetuned.onnx" "$dir/models/mnist-7.onnx"
 

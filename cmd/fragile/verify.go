@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/fragile-operator/fragile-operator/internal/cli"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile"
 )
 
@@ -64,7 +65,7 @@ func verifyFiles(ctx context.Context, modelRef, bundlePath, keyPath string) frag
 	if err != nil {
 		return failed(err)
 	}
-	model, err := readModel(ctx, modelRef)
+	model, err := cli.ReadModel(ctx, modelRef)
 	if err != nil {
 		return failed(err)
 	}
