@@ -20,6 +20,10 @@ demo: ## Run the operator's story end to end on a local control plane (no cluste
 demo-cli: ## The same story with the fragile command alone, no Kubernetes.
 	hack/demo-cli.sh
 
+.PHONY: demo-endpoint
+demo-endpoint: ## Verify a live endpoint: fragile serve on loopback, the model swapped while it runs.
+	hack/demo-endpoint.sh
+
 .PHONY: test
 test: ## Run every check CI runs: format, vet, manifests, unit, envtest and fuzz smoke tests.
 	hack/test.sh

@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
 
 	fragilev1alpha1 "github.com/fragile-operator/fragile-operator/api/v1alpha1"
 	"github.com/fragile-operator/fragile-operator/internal/oiptest"
@@ -267,4 +268,46 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// TestEnvtestEndpointValidation: the endpoint sample is accepted, and the CRD's rules refuse
+// an endpoint that names both or neither of url and inferenceServiceRef, a url without a model
+// name, and a url carrying credentials.
+func TestEnvtestEndpointValidation(t *testing.T) {
+	s := envtestSuite(t)
+	ns := s.namespace(t)
+	raw, err := os.ReadFile(filepath.Join("..", "config", "samples", "fragile_v1alpha1_modelwatermark_endpoint.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sample fragilev1alpha1.ModelWatermark
+	if err := yaml.UnmarshalStrict(raw, &sample); err != nil {
+		t.Fatal(err)
+	}
+	sample.Namespace = ns
+	if err := s.admin.Create(context.Background(), &sample); err != nil {
+		t.Fatalf("the endpoint sample is rejected: %v", err)
+	}
+	isvc := &fragilev1alpha1.LocalObjectReference{Name: "mnist"}
+	tests := map[string]struct {
+		ep   fragilev1alpha1.EndpointSource
+		says string
+	}{
+		"url and inferenceServiceRef": {fragilev1alpha1.EndpointSource{URL: "http://mnist:8080", ModelName: "mnist", InferenceServiceRef: isvc}, "exactly one of url and inferenceServiceRef"},
+		"neither":                     {fragilev1alpha1.EndpointSource{ModelName: "mnist"}, "exactly one of url and inferenceServiceRef"},
+		"url without modelName":       {fragilev1alpha1.EndpointSource{URL: "http://mnist:8080"}, "modelName is required"},
+		"credentials in the url":      {fragilev1alpha1.EndpointSource{URL: "http://user:pw@mnist:8080", ModelName: "mnist"}, "without credentials"},
+		"not http":                    {fragilev1alpha1.EndpointSource{URL: "grpc://mnist:8081", ModelName: "mnist"}, "http(s)://HOST"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			mw := newMW("bad", inNamespace(ns), withEndpoint(tc.ep))
+			mw.Generation = 0
+			err := s.admin.Create(context.Background(), mw)
+			if err == nil || !strings.Contains(err.Error(), tc.says) {
+				t.Errorf("created: %v; want a rejection saying %q", err, tc.says)
+				_ = s.admin.Delete(context.Background(), mw)
+			}
+		})
+	}
 }

@@ -250,7 +250,11 @@ func (c *Client) do(ctx context.Context, method, path string, payload []byte, li
 		}
 		lastErr = err
 		if !retryable(ctx, err) || attempt >= c.cfg.Retries {
-			if attempt > 0 {
+			switch attempt {
+			case 0:
+			case 1:
+				return 0, nil, fmt.Errorf("%w (after 1 retry)", lastErr)
+			default:
 				return 0, nil, fmt.Errorf("%w (after %d retries)", lastErr, attempt)
 			}
 			return 0, nil, lastErr
