@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"encoding/json"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -144,22 +143,8 @@ func TestEnvtestEndpointInferenceService(t *testing.T) {
 // liveModel serves the fixture's watermarked model with `fragile serve`'s handler on loopback.
 func liveModel(t *testing.T) (*oiptest.Watermarked, *serve.Server, string, string) {
 	t.Helper()
-	w, err := oiptest.Fixture()
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "convnet.onnx")
-	if err := os.WriteFile(path, w.Model, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	server, err := serve.New(path, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(server.Close)
-	ts := httptest.NewServer(server.Handler())
-	t.Cleanup(ts.Close)
-	return w, server, ts.URL, path
+	s := oiptest.Serve(t, nil)
+	return s.Watermarked, s.Server, s.URL, s.Path
 }
 
 // keyed creates the key Secret spec.keySecretRef points at, holding the fixture's key.
@@ -276,16 +261,9 @@ func errString(err error) string {
 func TestEnvtestEndpointValidation(t *testing.T) {
 	s := envtestSuite(t)
 	ns := s.namespace(t)
-	raw, err := os.ReadFile(filepath.Join("..", "config", "samples", "fragile_v1alpha1_modelwatermark_endpoint.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sample fragilev1alpha1.ModelWatermark
-	if err := yaml.UnmarshalStrict(raw, &sample); err != nil {
-		t.Fatal(err)
-	}
+	sample := loadSample(t, "fragile_v1alpha1_modelwatermark_endpoint.yaml")
 	sample.Namespace = ns
-	if err := s.admin.Create(context.Background(), &sample); err != nil {
+	if err := s.admin.Create(context.Background(), sample); err != nil {
 		t.Fatalf("the endpoint sample is rejected: %v", err)
 	}
 	isvc := &fragilev1alpha1.LocalObjectReference{Name: "mnist"}
@@ -310,4 +288,18 @@ func TestEnvtestEndpointValidation(t *testing.T) {
 			}
 		})
 	}
+}
+
+// loadSample reads a sample ModelWatermark from config/samples, strictly.
+func loadSample(t *testing.T, file string) *fragilev1alpha1.ModelWatermark {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join("..", "config", "samples", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mw fragilev1alpha1.ModelWatermark
+	if err := yaml.UnmarshalStrict(raw, &mw); err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	return &mw
 }

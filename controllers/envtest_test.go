@@ -21,7 +21,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	fragilev1alpha1 "github.com/fragile-operator/fragile-operator/api/v1alpha1"
 	"github.com/fragile-operator/fragile-operator/pkg/contract"
@@ -291,16 +290,9 @@ func TestEnvtestPeriodElapsed(t *testing.T) {
 func TestEnvtestSampleIsValid(t *testing.T) {
 	s := envtestSuite(t)
 	ns := s.namespace(t)
-	raw, err := os.ReadFile(filepath.Join("..", "config", "samples", "fragile_v1alpha1_modelwatermark.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mw fragilev1alpha1.ModelWatermark
-	if err := yaml.UnmarshalStrict(raw, &mw); err != nil {
-		t.Fatal(err)
-	}
+	mw := loadSample(t, "fragile_v1alpha1_modelwatermark.yaml")
 	mw.Namespace = ns
-	if err := s.admin.Create(context.Background(), &mw); err != nil {
+	if err := s.admin.Create(context.Background(), mw); err != nil {
 		t.Fatalf("the sample is rejected: %v", err)
 	}
 	s.waitJob(t, ns, mw.Name, componentTraining, nil)

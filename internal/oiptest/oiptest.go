@@ -6,12 +6,18 @@ package oiptest
 import (
 	"context"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"sync"
+	"testing"
 
 	"github.com/fragile-operator/fragile-operator/internal/onnxtest"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/attack"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/onnx"
+	"github.com/fragile-operator/fragile-operator/pkg/fragile/serve"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/train"
 )
 
@@ -136,4 +142,37 @@ func (s *seeded) Read(p []byte) (int, error) {
 		p[i] = byte(s.r.Uint32())
 	}
 	return len(p), nil
+}
+
+// Served is the fixture's watermarked model behind `fragile serve`'s handler on loopback.
+type Served struct {
+	*Watermarked
+	Server *serve.Server
+	URL    string // the server's base URL
+	Path   string // the model file it serves, convnet.onnx (served as "convnet")
+}
+
+// Serve starts the handler, wrapped by wrap (nil: as is), for the rest of the test.
+func Serve(t testing.TB, wrap func(http.Handler) http.Handler) *Served {
+	t.Helper()
+	w, err := Fixture()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "convnet.onnx")
+	if err := os.WriteFile(path, w.Model, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := serve.New(path, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	h := s.Handler()
+	if wrap != nil {
+		h = wrap(h)
+	}
+	ts := httptest.NewServer(h)
+	t.Cleanup(ts.Close)
+	return &Served{Watermarked: w, Server: s, URL: ts.URL, Path: path}
 }

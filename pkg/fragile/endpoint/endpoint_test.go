@@ -6,12 +6,13 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"io"
+	"log"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,26 +30,8 @@ import (
 // (nil: as is), and returns the fixture, the server, its URL and the model file.
 func loopback(t *testing.T, wrap func(http.Handler) http.Handler) (*oiptest.Watermarked, *serve.Server, string, string) {
 	t.Helper()
-	w, err := oiptest.Fixture()
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "convnet.onnx")
-	if err := os.WriteFile(path, w.Model, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	s, err := serve.New(path, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	var h http.Handler = s.Handler()
-	if wrap != nil {
-		h = wrap(h)
-	}
-	ts := httptest.NewServer(h)
-	t.Cleanup(ts.Close)
-	return w, s, ts.URL, path
+	s := oiptest.Serve(t, wrap)
+	return s.Watermarked, s.Server, s.URL, s.Path
 }
 
 // fast is a configuration with short timeouts and backoffs, for tests of failures.
@@ -271,48 +254,27 @@ func TestTrafficIsShuffledAndBounded(t *testing.T) {
 		}
 		return true
 	}
-	if ascending(triggerOrder[0]) || ascending(triggerOrder[1]) || equalInts(triggerOrder[0], triggerOrder[1]) {
+	if ascending(triggerOrder[0]) || ascending(triggerOrder[1]) || slices.Equal(triggerOrder[0], triggerOrder[1]) {
 		t.Errorf("trigger positions %v and %v: want shuffled, and differently on each run", triggerOrder[0], triggerOrder[1])
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestCredentialsAndTLS: headers reach the server and stay out of every message; a
 // private CA is trusted only when given.
 func TestCredentialsAndTLS(t *testing.T) {
-	w, err := oiptest.Fixture()
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "convnet.onnx")
-	if err := os.WriteFile(path, w.Model, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	s, err := serve.New(path, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
 	const token = "s3cr3t-t0ken"
-	ts := httptest.NewTLSServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+	s := oiptest.Serve(t, nil)
+	w := s.Watermarked
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer "+token || r.Header.Get("X-Tenant") != "blue" {
 			rw.WriteHeader(http.StatusUnauthorized)
 			io.WriteString(rw, `{"error":"unauthorized"}`)
 			return
 		}
-		s.Handler().ServeHTTP(rw, r)
+		s.Server.Handler().ServeHTTP(rw, r)
 	}))
+	ts.Config.ErrorLog = log.New(io.Discard, "", 0) // the handshakes refused on purpose
+	ts.StartTLS()
 	defer ts.Close()
 	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ts.Certificate().Raw})
 

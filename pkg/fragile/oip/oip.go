@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"net/url"
+	"slices"
 	"strconv"
 )
 
@@ -145,25 +146,13 @@ func (d Data) CheckShape(shape []int64) error {
 	if err != nil {
 		return err
 	}
-	if d.Nested != nil && !equalShapes(d.Nested, shape) {
+	if d.Nested != nil && !slices.Equal(d.Nested, shape) {
 		return fmt.Errorf("nested data has shape %v, the tensor declares %v", d.Nested, shape)
 	}
 	if len(d.Values) != n {
 		return fmt.Errorf("data holds %d values, shape %v needs %d", len(d.Values), shape, n)
 	}
 	return nil
-}
-
-func equalShapes(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // MarshalJSON writes the values as one flat array with float32 precision, so that a

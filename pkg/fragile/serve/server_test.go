@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -19,26 +17,11 @@ import (
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/serve"
 )
 
-// served starts `fragile serve`'s handler on loopback for the fixture model, stored as
-// convnet.onnx so that it is served as "convnet".
+// served starts `fragile serve`'s handler on loopback for the fixture model.
 func served(t *testing.T) (*oiptest.Watermarked, *serve.Server, string, string) {
 	t.Helper()
-	w, err := oiptest.Fixture()
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "convnet.onnx")
-	if err := os.WriteFile(path, w.Model, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	s, err := serve.New(path, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	ts := httptest.NewServer(s.Handler())
-	t.Cleanup(ts.Close)
-	return w, s, ts.URL, path
+	s := oiptest.Serve(t, nil)
+	return s.Watermarked, s.Server, s.URL, s.Path
 }
 
 type answer struct {
