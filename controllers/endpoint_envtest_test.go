@@ -42,12 +42,7 @@ func TestEnvtestEndpoint(t *testing.T) {
 	w, server, url, path := liveModel(t)
 	s.keyed(t, ns, "convnet-key", w)
 
-	mw := newMW("live", inNamespace(ns), withKeyRef("convnet-key"), withEndpoint(fragilev1alpha1.EndpointSource{URL: url, ModelName: "convnet"}),
-		func(mw *fragilev1alpha1.ModelWatermark) {
-			mw.Spec.Triggers = int32(w.Bundle.Len())
-			mw.Spec.Model.InputRange = fragilev1alpha1.InputRange{Min: "0", Max: "1"}
-		})
-	s.create(t, mw)
+	s.create(t, fixtureMW("live", ns, w, fragilev1alpha1.EndpointSource{URL: url, ModelName: "convnet"}))
 	s.trainWith(t, ns, "live", w)
 	s.waitCond(t, ns, "live", fragilev1alpha1.ConditionWatermarked, "True", fragilev1alpha1.ReasonWatermarked)
 
@@ -103,13 +98,7 @@ func TestEnvtestEndpointInferenceService(t *testing.T) {
 	if err := s.admin.Create(ctx, isvc); err != nil {
 		t.Fatalf("creating an InferenceService: %v", err)
 	}
-	mw := newMW("isvc", inNamespace(ns), withKeyRef("convnet-key"),
-		withEndpoint(fragilev1alpha1.EndpointSource{InferenceServiceRef: &fragilev1alpha1.LocalObjectReference{Name: "convnet"}}),
-		func(mw *fragilev1alpha1.ModelWatermark) {
-			mw.Spec.Triggers = int32(w.Bundle.Len())
-			mw.Spec.Model.InputRange = fragilev1alpha1.InputRange{Min: "0", Max: "1"}
-		})
-	s.create(t, mw)
+	s.create(t, fixtureMW("isvc", ns, w, fragilev1alpha1.EndpointSource{InferenceServiceRef: &fragilev1alpha1.LocalObjectReference{Name: "convnet"}}))
 	s.trainWith(t, ns, "isvc", w)
 	s.waitCond(t, ns, "isvc", fragilev1alpha1.ConditionIntact, "Unknown", fragilev1alpha1.ReasonEndpointUnresolved)
 	if jobs := s.jobs(t, ns, "isvc", componentVerification); len(jobs) != 0 {
@@ -145,6 +134,15 @@ func liveModel(t *testing.T) (*oiptest.Watermarked, *serve.Server, string, strin
 	t.Helper()
 	s := oiptest.Serve(t, nil)
 	return s.Watermarked, s.Server, s.URL, s.Path
+}
+
+// fixtureMW watermarks the fixture's model (its key in Secret convnet-key, see keyed) and
+// verifies it at ep.
+func fixtureMW(name, ns string, w *oiptest.Watermarked, ep fragilev1alpha1.EndpointSource) *fragilev1alpha1.ModelWatermark {
+	return newMW(name, inNamespace(ns), withKeyRef("convnet-key"), withEndpoint(ep), func(mw *fragilev1alpha1.ModelWatermark) {
+		mw.Spec.Triggers = int32(w.Bundle.Len())
+		mw.Spec.Model.InputRange = fragilev1alpha1.InputRange{Min: "0", Max: "1"}
+	})
 }
 
 // keyed creates the key Secret spec.keySecretRef points at, holding the fixture's key.
