@@ -222,7 +222,7 @@ func (d *Data) UnmarshalJSON(b []byte) error {
 			if leaf == 0 {
 				leaf = depth
 			}
-			if depth != leaf {
+			if depth != leaf || depth != len(counts) {
 				return errors.New("nested data mixes numbers and arrays at one depth")
 			}
 			v, err := s.number()
