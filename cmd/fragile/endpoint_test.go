@@ -138,3 +138,39 @@ func waitReady(t *testing.T, url string) {
 	}
 	t.Fatalf("%s did not become ready", url)
 }
+
+// TestReadAuthDir reads credentials laid out as the kubelet mounts a Secret: each data key a
+// symlink into a hidden ..data directory, which is skipped.
+func TestReadAuthDir(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "..2026_12_02_01_00_00.000000000")
+	if err := os.Mkdir(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, value := range map[string]string{"token": "t0ken\n", "X-Api-Key": "k3y"} {
+		if err := os.WriteFile(filepath.Join(data, name), []byte(value), 0o400); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(filepath.Base(data), filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"token", "X-Api-Key"} {
+		if err := os.Symlink(filepath.Join("..data", name), filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := http.Header{}
+	if err := readAuthDir(dir, h); err != nil {
+		t.Fatal(err)
+	}
+	if len(h) != 2 || h.Get("Authorization") != "Bearer t0ken" || h.Get("X-Api-Key") != "k3y" {
+		t.Errorf("headers %v", h)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "X-Bad"), []byte("a\nb"), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	if err := readAuthDir(dir, http.Header{}); err == nil || strings.Contains(err.Error(), "a\nb") {
+		t.Errorf("a two-line header value: %v", err)
+	}
+}
