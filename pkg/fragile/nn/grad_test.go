@@ -152,9 +152,9 @@ type gradCase struct {
 	slopes bool
 }
 
-// A kink-free coordinate's two one-sided differences differ by h*L'' plus
+// A kink-free coordinate's two one-sided differences differ by h*L” plus
 // rounding: at most slopeTol of the slope, or slopeCurvature*h where the slope is
-// near zero (|L''| of these losses stays below 10).
+// near zero (|L”| of these losses stays below 10).
 const (
 	slopeTol       = 1e-3
 	slopeCurvature = 10
