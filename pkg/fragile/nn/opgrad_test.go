@@ -94,6 +94,19 @@ var opCases = map[string]opCase{
 	"Conv dilation 2 one group": {body: func(b *onnxtest.Builder) string {
 		return b.Node("Conv", []string{b.Last(), convWeight(b, 3, 4, 3, 3)}, onnxtest.AttrInts("dilations", 2, 2), onnxtest.AttrInts("pads", 1, 1, 1, 1))
 	}},
+	"Conv 1-D group 2 asymmetric pads": {dims: []int64{4, 9}, body: func(b *onnxtest.Builder) string {
+		return b.Node("Conv", []string{b.Last(), convWeight(b, 4, 2, 3), b.Weight("conv.bias", 0, 0.1, 4)},
+			onnxtest.AttrInt("group", 2), onnxtest.AttrInts("pads", 2, 1), onnxtest.AttrInts("strides", 2))
+	}},
+	"MaxPool 1-D ceil_mode": {dims: []int64{4, 9}, body: func(b *onnxtest.Builder) string {
+		return b.Node("MaxPool", []string{b.Last()}, onnxtest.AttrInts("kernel_shape", 2), onnxtest.AttrInts("strides", 2), onnxtest.AttrInt("ceil_mode", 1))
+	}},
+	"AveragePool 1-D pads": {dims: []int64{4, 9}, body: func(b *onnxtest.Builder) string {
+		return b.Node("AveragePool", []string{b.Last()}, onnxtest.AttrInts("kernel_shape", 3), onnxtest.AttrInts("pads", 1, 1))
+	}},
+	"GlobalAveragePool 1-D": {dims: []int64{4, 9}, body: func(b *onnxtest.Builder) string {
+		return b.Node("GlobalAveragePool", []string{b.Last()})
+	}},
 	"MaxPool ceil_mode": {body: func(b *onnxtest.Builder) string {
 		return b.Node("MaxPool", []string{b.Last()}, onnxtest.AttrInts("kernel_shape", 3, 3), onnxtest.AttrInts("strides", 2, 2), onnxtest.AttrInt("ceil_mode", 1))
 	}},
