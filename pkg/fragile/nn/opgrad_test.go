@@ -136,6 +136,14 @@ var opCases = map[string]opCase{
 		}
 		return b.Node("Concat", parts, onnxtest.AttrInt("axis", 1))
 	}},
+	"Concat of twelve": {body: func(b *onnxtest.Builder) string {
+		x := b.Last()
+		var parts []string
+		for i := range 12 {
+			parts = append(parts, b.Node("Conv", []string{x, b.Weight("w"+string(rune('a'+i)), 0, 0.4, int64(1+i%3), 4, 1, 1)}))
+		}
+		return b.Node("Concat", parts, onnxtest.AttrInt("axis", 1))
+	}},
 	"Concat axis -1": {body: func(b *onnxtest.Builder) string {
 		x := b.Last()
 		return b.Node("Concat", []string{x, b.Node("Tanh", []string{x})}, onnxtest.AttrInt("axis", -1))
