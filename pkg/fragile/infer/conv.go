@@ -9,9 +9,9 @@ import (
 
 // window is the geometry of a 2-D convolution or pooling window.
 type window struct {
-	kh, kw, sh, sw, dh, dw int
+	kh, kw, sh, sw, dh, dw   int
 	top, left, bottom, right int
-	h, w, oh, ow           int
+	h, w, oh, ow             int
 }
 
 // windowOf resolves kernel, strides, dilations, pads and auto_pad for an input of
