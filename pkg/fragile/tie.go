@@ -56,7 +56,7 @@ const tieBand = 4
 // (r64). A trigger keeps its best accepted point (the smallest farthest-competitor
 // gap), which is its starting point if no step improved on it, so the refinement
 // never loses a trigger. It returns the refined triggers and their float32 logits.
-func refineToTie(net *nn.Network, r, r64 *nn.Runner, triggers []float32, labels []int, floor, inputMin, inputMax float64) ([]float32, []float64, error) {
+func refineToTie(net *nn.Network, r, r64 logitRunner, triggers []float32, labels []int, floor, inputMin, inputMax float64) ([]float32, []float64, error) {
 	classes := net.Classes
 	n := len(labels)
 	size := len(triggers) / n

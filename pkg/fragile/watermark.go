@@ -133,7 +133,7 @@ func Watermark(ctx context.Context, model []byte, key Key, opts WatermarkOptions
 	if err != nil {
 		return nil, err
 	}
-	verifier, err := nn.NewRunner(net, opts.Triggers, tensor.Float32)
+	verifier, err := newRunner(net.Model(), net, opts.Triggers, false)
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +151,7 @@ func Watermark(ctx context.Context, model []byte, key Key, opts WatermarkOptions
 	}
 	if opts.Method == MethodBoundary || opts.Method == MethodNaturalBoundary || opts.Method == MethodTie {
 		// Both refinements check every accepted point in float64 as well.
-		verifier64, err := nn.NewRunner(net, opts.Triggers, tensor.Float64)
+		verifier64, err := newRunner(net.Model(), net, opts.Triggers, true)
 		if err != nil {
 			return nil, err
 		}
@@ -195,7 +195,7 @@ type madeTriggers struct {
 
 // trainGenerator trains the keyed generator with the paper's loss until every
 // trigger gets its key label, confirmed on the verification path.
-func trainGenerator(ctx context.Context, net *nn.Network, verifier *nn.Runner, key Key, opts WatermarkOptions) (*madeTriggers, error) {
+func trainGenerator(ctx context.Context, net *nn.Network, verifier logitRunner, key Key, opts WatermarkOptions) (*madeTriggers, error) {
 	n, size := opts.Triggers, net.InputSize()
 	labels := key.KeyLabels(n, net.Classes)
 
@@ -266,7 +266,7 @@ func trainGenerator(ctx context.Context, net *nn.Network, verifier *nn.Runner, k
 // pickNatural draws opts.Triggers images from opts.Natural in a key-derived order,
 // skipping any the model labels with less than the margin floor; the key labels are
 // the model's own labels.
-func pickNatural(net *nn.Network, verifier *nn.Runner, key Key, opts WatermarkOptions) (*madeTriggers, error) {
+func pickNatural(net *nn.Network, verifier logitRunner, key Key, opts WatermarkOptions) (*madeTriggers, error) {
 	n, size := opts.Triggers, net.InputSize()
 	pool := len(opts.Natural) / size
 	if pool < n || len(opts.Natural)%size != 0 {
@@ -310,7 +310,7 @@ func pickNatural(net *nn.Network, verifier *nn.Runner, key Key, opts WatermarkOp
 // whose label depends on the precision of inference would be a false alarm waiting
 // for another runtime. Points on the segment stay in the input range, since both ends
 // are in it. It returns the refined triggers and their float32 logits.
-func refineToBoundary(net *nn.Network, r, r64 *nn.Runner, triggers []float32, labels []int, floor float64) ([]float32, []float64, error) {
+func refineToBoundary(net *nn.Network, r, r64 logitRunner, triggers []float32, labels []int, floor float64) ([]float32, []float64, error) {
 	classes := net.Classes
 	n := len(labels)
 	size := len(triggers) / n

@@ -43,6 +43,8 @@ type Program struct {
 	uses map[string]int
 	// consumer is the index of the node consuming a value, for values used exactly once.
 	consumer map[string]int
+	// activations is the number of values one example's run-time tensors hold.
+	activations int
 	// probe is the plan Compile built to validate the model, kept for the first
 	// float32 runner.
 	probe *plan[float32]
@@ -110,6 +112,7 @@ func Compile(m *onnx.Model) (*Program, error) {
 		return nil, fmt.Errorf("%w: output %s has %d classes", ErrUnsupported, p.OutputName, p.Classes)
 	}
 	p.probe = probe
+	p.activations = probe.values
 	return p, nil
 }
 
@@ -148,6 +151,10 @@ func (p *Program) findInput() error {
 	p.InputName = in.Name
 	return nil
 }
+
+// ActivationBytes is the memory the model's activations take at batch size batch
+// in float32: every value the graph computes, input included, held at once.
+func (p *Program) ActivationBytes(batch int) int64 { return 4 * int64(batch) * int64(p.activations) }
 
 // InputSize is the number of values in one example.
 func (p *Program) InputSize() int {

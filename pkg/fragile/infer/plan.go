@@ -53,6 +53,8 @@ func (v *value[T]) dims() []int {
 type plan[T Float] struct {
 	input, output *tensor[T]
 	steps         []func()
+	// values counts the elements of every run-time value the graph names.
+	values int
 }
 
 // planner carries the state of one newPlan call.
@@ -88,7 +90,13 @@ func newPlan[T Float](prog *Program) (*plan[T], error) {
 	if out.isInt || len(out.t.shape) != 2 || out.t.shape[0] != 1 {
 		return nil, fmt.Errorf("%w: output %s has shape %v, a classifier's must be (batch, classes)", ErrUnsupported, prog.OutputName, out.dims())
 	}
-	return &plan[T]{input: in, output: out.t, steps: p.steps}, nil
+	values := 0
+	for _, v := range p.values {
+		if !v.static && !v.isInt {
+			values += len(v.t.data)
+		}
+	}
+	return &plan[T]{input: in, output: out.t, steps: p.steps, values: values}, nil
 }
 
 // apply plans one node; when every input is static, its kernels run now and its

@@ -106,3 +106,6 @@ func (r *Runner[T]) LogitsInto(logits []float64, inputs []float32) error {
 	}
 	return nil
 }
+
+// Close releases the runner's buffers; the runner must not be used afterwards.
+func (r *Runner[T]) Close() { r.plans = nil }
