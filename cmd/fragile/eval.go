@@ -39,7 +39,7 @@ func evalCommand(ctx context.Context, args []string) int {
 	}
 	so := eval.SubjectOptions{Architectures: train.ArchitectureNames(), TrainSteps: 1400, MNIST7: true, CacheDir: *cacheDir, Log: os.Stderr}
 	if *quick {
-		so = eval.SubjectOptions{Architectures: []string{"mlp"}, TrainSteps: 900, MNIST7: true, CacheDir: *cacheDir, Log: os.Stderr}
+		so = eval.SubjectOptions{Architectures: []string{"mlp"}, TrainSteps: 900, MNIST7: true, CacheDir: *cacheDir, Log: os.Stderr, Quick: true}
 		*seeds = 1
 	}
 	subjects, err := eval.Subjects(ctx, so)
@@ -65,7 +65,7 @@ func evalCommand(ctx context.Context, args []string) int {
 		}
 		cfg.SecondRuntimeName = "onnxruntime 1.30 (own process)"
 	}
-	rep, err := eval.Run(ctx, subjects, eval.Attacks(*quick), cfg)
+	rep, err := eval.Run(ctx, subjects, cfg)
 	if err != nil {
 		return fail("eval", err)
 	}

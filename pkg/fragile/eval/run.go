@@ -86,9 +86,10 @@ type Report struct {
 }
 
 // Run executes the protocol: for every subject, one bundle per method; for every
-// attack and seed, one attacked model verified against every bundle; and the benign
-// controls. All randomness comes from seeds fixed here, so a run is repeatable.
-func Run(ctx context.Context, subjects []*Subject, attacks []Attack, cfg Config) (*Report, error) {
+// attack of the subject and seed, one attacked model verified against every bundle;
+// and the benign controls. All randomness comes from seeds fixed here, so a run is
+// repeatable.
+func Run(ctx context.Context, subjects []*Subject, cfg Config) (*Report, error) {
 	if cfg.Triggers == 0 {
 		cfg.Triggers = 100
 	}
@@ -122,10 +123,13 @@ func Run(ctx context.Context, subjects []*Subject, attacks []Attack, cfg Config)
 		}
 		rep.Controls = append(rep.Controls, controls...)
 
-		for ai, a := range attacks {
+		for ai, a := range s.Attacks {
 			seeds := cfg.Seeds
-			if a.Deterministic {
+			switch {
+			case a.Deterministic:
 				seeds = 1
+			case a.Draws > 0:
+				seeds = a.Draws
 			}
 			rows := make([]Row, len(cfg.Methods))
 			flips := make([][]float64, len(cfg.Methods))
@@ -185,9 +189,15 @@ func Run(ctx context.Context, subjects []*Subject, attacks []Attack, cfg Config)
 	return rep, nil
 }
 
+// ControlBatch is the batch size of the batch-size control: a prime, so that with
+// 100 triggers the last batch is partial and padded, as a serving system that
+// batches requests would run them.
+const ControlBatch = 7
+
 // runControls verifies every bundle against benign variations of the unmodified
-// model (the file re-serialised, float64 inference, and the second runtime) and
-// measures how far each one's logits stray from the verification path's.
+// model (the file re-serialised, float64 inference, a different batch size, and the
+// second runtime) and measures how far each one's logits stray from the
+// verification path's.
 func runControls(s *Subject, bundles map[fragile.Method]*fragile.Bundle, cfg Config) ([]Control, error) {
 	m, err := onnx.Decode(s.Model)
 	if err != nil {
@@ -226,6 +236,8 @@ func runControls(s *Subject, bundles map[fragile.Method]*fragile.Bundle, cfg Con
 		}
 		logits, err := logitsOf(net, b, tensor.Float64)
 		add("float64 inference", logits, err)
+		logits, err = logitsInBatches(net, b, ControlBatch)
+		add(fmt.Sprintf("batches of %d", ControlBatch), logits, err)
 		if cfg.SecondRuntime != nil {
 			logits, err = cfg.SecondRuntime(s.Model, b)
 			add(cfg.SecondRuntimeName, logits, err)
@@ -242,6 +254,30 @@ func logitsOf(net *nn.Network, b *fragile.Bundle, dtype tensor.Dtype) ([]float64
 	}
 	defer r.Close()
 	return r.Logits(b.Triggers)
+}
+
+// logitsInBatches runs the bundle's triggers through the network in float32, batch
+// at a time, zero-padding the last batch.
+func logitsInBatches(net *nn.Network, b *fragile.Bundle, batch int) ([]float64, error) {
+	r, err := nn.NewRunner(net, batch, tensor.Float32)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	size := b.InputSize()
+	in := make([]float32, batch*size)
+	var out []float64
+	for start := 0; start < b.Len(); start += batch {
+		n := min(batch, b.Len()-start)
+		clear(in)
+		copy(in, b.Triggers[start*size:(start+n)*size])
+		logits, err := r.Logits(in)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, logits[:n*b.Classes]...)
+	}
+	return out, nil
 }
 
 // deviation compares two runs' (rows x classes) logits: the largest absolute

@@ -24,6 +24,8 @@ type Subject struct {
 	Attack, Test *dataset.Set
 	// CleanAccuracy is the model's accuracy on Test before any attack.
 	CleanAccuracy float64
+	// Attacks are the attacks run against this subject.
+	Attacks []Attack
 }
 
 // SubjectOptions choose the protected models.
@@ -38,6 +40,8 @@ type SubjectOptions struct {
 	CacheDir string
 	// TestSize bounds the held-out examples used for accuracy (default 2000).
 	TestSize int
+	// Quick gives every subject the CI-sized attack list.
+	Quick bool
 	Log      io.Writer
 }
 
@@ -60,7 +64,7 @@ func Subjects(ctx context.Context, o SubjectOptions) ([]*Subject, error) {
 			return nil, err
 		}
 		attackSet, testSet := digits.Shuffled(rand.New(rand.NewPCG(7, 7))).Scaled(255).Split(digits.Len() / 2)
-		out = append(out, &Subject{Name: "mnist-7", Model: model, InputMax: 255, Attack: attackSet, Test: testSet.Head(o.TestSize)})
+		out = append(out, &Subject{Name: "mnist-7", Model: model, InputMax: 255, Attack: attackSet, Test: testSet.Head(o.TestSize), Attacks: Attacks(o.Quick)})
 	}
 	if len(o.Architectures) > 0 {
 		trainSet, testSet, err := dataset.FashionMNIST("")
@@ -73,7 +77,7 @@ func Subjects(ctx context.Context, o SubjectOptions) ([]*Subject, error) {
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, &Subject{Name: arch + " (Fashion-MNIST)", Model: model, InputMax: 1, Attack: attackSet, Test: testSet.Head(o.TestSize)})
+			out = append(out, &Subject{Name: arch + " (Fashion-MNIST)", Model: model, InputMax: 1, Attack: attackSet, Test: testSet.Head(o.TestSize), Attacks: Attacks(o.Quick)})
 		}
 	}
 	for _, s := range out {
