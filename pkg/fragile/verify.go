@@ -49,7 +49,7 @@ func Verify(ctx context.Context, model []byte, b *Bundle) VerifyReport {
 	if net.Classes != b.Classes {
 		return fail("model output %s has %d classes, the watermark was made for %d", net.OutputName, net.Classes, b.Classes)
 	}
-	labels, err := Predict(net, b.Triggers, b.Len())
+	labels, err := Predict(net, b.ModelInputs(), b.Len())
 	if err != nil {
 		return fail("running the triggers: %v", err)
 	}
