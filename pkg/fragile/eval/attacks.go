@@ -22,7 +22,7 @@ type Attack struct {
 	// Draws, when set, replaces Config.Seeds for this attack: the single-weight
 	// change is measured over many draws, its detection rate being the figure.
 	Draws int
-	Apply         func(ctx context.Context, s *Subject, r *rand.Rand) ([]byte, error)
+	Apply func(ctx context.Context, s *Subject, r *rand.Rand) ([]byte, error)
 }
 
 // Attacks returns the protocol's attack configurations; quick keeps one of each class.

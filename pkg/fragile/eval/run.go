@@ -108,7 +108,7 @@ func Run(ctx context.Context, subjects []*Subject, cfg Config) (*Report, error) 
 		rep.Margins[s.Name] = map[fragile.Method]float64{}
 		for _, m := range cfg.Methods {
 			b, err := fragile.Watermark(ctx, s.Model, cfg.Key, fragile.WatermarkOptions{
-				Method: m, Triggers: cfg.Triggers, InputMax: s.InputMax, Natural: s.Test.Images,
+				Method: m, Triggers: cfg.Triggers, InputMax: s.InputMax, Natural: s.natural(), Normalization: s.Normalization,
 			})
 			if err != nil {
 				return nil, fmt.Errorf("%s, method %s: %w", s.Name, m, err)
@@ -162,7 +162,7 @@ func Run(ctx context.Context, subjects []*Subject, cfg Config) (*Report, error) 
 						continue
 					}
 					b := bundles[m]
-					labels, err := fragile.Predict(net, b.Triggers, b.Len())
+					labels, err := fragile.Predict(net, b.ModelInputs(), b.Len())
 					if err != nil {
 						return nil, err
 					}
@@ -253,7 +253,7 @@ func logitsOf(net *nn.Network, b *fragile.Bundle, dtype tensor.Dtype) ([]float64
 		return nil, err
 	}
 	defer r.Close()
-	return r.Logits(b.Triggers)
+	return r.Logits(b.ModelInputs())
 }
 
 // logitsInBatches runs the bundle's triggers through the network in float32, batch
@@ -264,13 +264,13 @@ func logitsInBatches(net *nn.Network, b *fragile.Bundle, batch int) ([]float64, 
 		return nil, err
 	}
 	defer r.Close()
-	size := b.InputSize()
+	size, inputs := b.InputSize(), b.ModelInputs()
 	in := make([]float32, batch*size)
 	var out []float64
 	for start := 0; start < b.Len(); start += batch {
 		n := min(batch, b.Len()-start)
 		clear(in)
-		copy(in, b.Triggers[start*size:(start+n)*size])
+		copy(in, inputs[start*size:(start+n)*size])
 		logits, err := r.Logits(in)
 		if err != nil {
 			return nil, err
