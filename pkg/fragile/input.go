@@ -147,15 +147,15 @@ var errNormalization = errors.New("normalisation does not fit the input shape")
 type target struct {
 	net      *nn.Network
 	norm     normalizer
-	r32, r64 *nn.Runner
+	r32, r64 logitRunner
 }
 
 func newTarget(net *nn.Network, batch int, norm normalizer) (*target, error) {
-	r32, err := nn.NewRunner(net, batch, tensor.Float32)
+	r32, err := newRunner(net.Model(), net, batch, false)
 	if err != nil {
 		return nil, err
 	}
-	r64, err := nn.NewRunner(net, batch, tensor.Float64)
+	r64, err := newRunner(net.Model(), net, batch, true)
 	if err != nil {
 		r32.Close()
 		return nil, err

@@ -20,6 +20,7 @@ import (
 	"github.com/fragile-operator/fragile-operator/internal/zoo"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/attack"
+	"github.com/fragile-operator/fragile-operator/pkg/fragile/infer"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/nn"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/onnx"
 )
@@ -136,9 +137,14 @@ func TestWatermarkMNIST7(t *testing.T) {
 	}
 }
 
+// runFloat32 runs inputs on the verification path (pkg/fragile/infer).
 func runFloat32(t *testing.T, net *nn.Network, inputs []float32, n int) []float64 {
 	t.Helper()
-	r, err := nn.NewRunner(net, n, tensor.Float32)
+	prog, err := infer.Compile(net.Model())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := infer.NewRunner[float32](prog, n, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
