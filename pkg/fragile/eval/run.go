@@ -9,7 +9,6 @@ import (
 	"slices"
 
 	"gonum.org/v1/gonum/stat"
-	"gorgonia.org/tensor"
 
 	"github.com/fragile-operator/fragile-operator/pkg/fragile"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/nn"
@@ -213,7 +212,7 @@ func runControls(s *Subject, bundles map[fragile.Method]*fragile.Bundle, cfg Con
 	var out []Control
 	for _, method := range cfg.Methods {
 		b := bundles[method]
-		reference, err := logitsOf(net, b, tensor.Float32)
+		reference, err := logitsOf(net, b, b.Len(), false)
 		if err != nil {
 			return nil, err
 		}
@@ -231,12 +230,12 @@ func runControls(s *Subject, bundles map[fragile.Method]*fragile.Bundle, cfg Con
 		if reserialisedErr != nil {
 			add("re-serialised file", nil, reserialisedErr)
 		} else {
-			logits, err := logitsOf(reserialised, b, tensor.Float32)
+			logits, err := logitsOf(reserialised, b, b.Len(), false)
 			add("re-serialised file", logits, err)
 		}
-		logits, err := logitsOf(net, b, tensor.Float64)
+		logits, err := logitsOf(net, b, b.Len(), true)
 		add("float64 inference", logits, err)
-		logits, err = logitsInBatches(net, b, ControlBatch)
+		logits, err = logitsOf(net, b, ControlBatch, false)
 		add(fmt.Sprintf("batches of %d", ControlBatch), logits, err)
 		if cfg.SecondRuntime != nil {
 			logits, err = cfg.SecondRuntime(s.Model, b)
@@ -246,20 +245,11 @@ func runControls(s *Subject, bundles map[fragile.Method]*fragile.Bundle, cfg Con
 	return out, nil
 }
 
-// logitsOf runs the bundle's triggers through the network in dtype.
-func logitsOf(net *nn.Network, b *fragile.Bundle, dtype tensor.Dtype) ([]float64, error) {
-	r, err := nn.NewRunner(net, b.Len(), dtype)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	return r.Logits(b.ModelInputs())
-}
-
-// logitsInBatches runs the bundle's triggers through the network in float32, batch
-// at a time, zero-padding the last batch.
-func logitsInBatches(net *nn.Network, b *fragile.Bundle, batch int) ([]float64, error) {
-	r, err := nn.NewRunner(net, batch, tensor.Float32)
+// logitsOf runs the bundle's triggers through the network on the verification path,
+// in float64 when double is set, batch triggers at a time (the last batch
+// zero-padded).
+func logitsOf(net *nn.Network, b *fragile.Bundle, batch int, double bool) ([]float64, error) {
+	r, err := fragile.NewVerificationRunner(net, batch, double)
 	if err != nil {
 		return nil, err
 	}
