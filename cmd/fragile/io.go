@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -92,6 +93,31 @@ func parseRange(s string) (lo, hi float64, err error) {
 		}
 	}
 	return 0, 0, fmt.Errorf("--input-range %q: want MIN,MAX with MIN < MAX, e.g. 0,255", s)
+}
+
+// parseNormalization parses --input-mean and --input-std: comma-separated decimals,
+// one per channel (or one for all), both or neither.
+func parseNormalization(mean, std string) (fragile.Normalization, error) {
+	var n fragile.Normalization
+	if mean == "" && std == "" {
+		return n, nil
+	}
+	if mean == "" || std == "" {
+		return n, errors.New("--input-mean and --input-std go together: give both, one value per channel")
+	}
+	for _, f := range []struct {
+		name, text string
+		into       *[]float64
+	}{{"--input-mean", mean, &n.Mean}, {"--input-std", std, &n.Std}} {
+		for _, part := range strings.Split(f.text, ",") {
+			v, err := strconv.ParseFloat(strings.TrimSpace(part), 64)
+			if err != nil {
+				return n, fmt.Errorf("%s %q: want decimals separated by commas, e.g. 0.4914,0.4822,0.4465", f.name, f.text)
+			}
+			*f.into = append(*f.into, v)
+		}
+	}
+	return n, nil
 }
 
 // fail prints an error for a person and returns the "could not complete" status.

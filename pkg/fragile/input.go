@@ -183,8 +183,11 @@ func normalizeNode(pixels *G.Node, norm normalizer, shape []int) (*G.Node, error
 	x := pixels
 	if a, b, ok := norm.affine(); ok {
 		size := len(a)
-		scale := G.NewConstant(tensor.New(tensor.WithShape(1, size), tensor.WithBacking(a)), G.WithName("normalize_scale"))
-		shift := G.NewConstant(tensor.New(tensor.WithShape(1, size), tensor.WithBacking(b)), G.WithName("normalize_shift"))
+		g := pixels.Graph()
+		scale := G.NewMatrix(g, tensor.Float32, G.WithShape(1, size), G.WithName("normalize_scale"),
+			G.WithValue(tensor.New(tensor.WithShape(1, size), tensor.WithBacking(a))))
+		shift := G.NewMatrix(g, tensor.Float32, G.WithShape(1, size), G.WithName("normalize_shift"),
+			G.WithValue(tensor.New(tensor.WithShape(1, size), tensor.WithBacking(b))))
 		var err error
 		if x, err = G.BroadcastHadamardProd(x, scale, nil, []byte{0}); err != nil {
 			return nil, fmt.Errorf("normalising the generator's output: %w", err)

@@ -84,8 +84,9 @@ type WatermarkOptions struct {
 	// (default DefaultCompetitors; 0 or at least C-1 ties every other class). An
 	// iteration costs one input-gradient pass per competitor.
 	Competitors int
-	// Natural holds candidate natural images (back to back, in the input range) for the
-	// natural methods.
+	// Natural holds natural images (back to back, pixel space, in the input range):
+	// candidates for the natural methods; for every method, the reference the
+	// bundle's logit scale is measured against.
 	Natural []float32
 	// Progress, when set, is called after every step.
 	Progress func(Progress)
@@ -196,6 +197,10 @@ func Watermark(ctx context.Context, model []byte, key Key, opts WatermarkOptions
 		}
 	}
 	_, margins := nn.TopTwo(made.logits, net.Classes)
+	measures, err := measure(ctx, m, made.triggers, made.labels, made.logits, opts.Natural, opts.InputMin, opts.InputMax, key.rng("measures"))
+	if err != nil {
+		return nil, err
+	}
 	return &Bundle{
 		Method:        opts.Method,
 		ModelDigest:   sha256.Sum256(model),
@@ -212,6 +217,7 @@ func Watermark(ctx context.Context, model []byte, key Key, opts WatermarkOptions
 		Lambda:        opts.Lambda,
 		FinalLoss:     made.loss,
 		Competitors:   competitorsOf(opts, net.Classes),
+		Measures:      measures,
 	}, nil
 }
 
