@@ -101,3 +101,13 @@ func (im *inferenceModel) predict(inputs []float32, n int) ([]int, error) {
 	labels, _ := nn.TopTwo(logits, im.Classes)
 	return labels, nil
 }
+
+// NewVerificationRunner returns a runner for batch examples of net on the path Verify
+// takes (float64 when double is set), so that the evaluation's benign controls vary
+// one thing at a time against verification itself.
+func NewVerificationRunner(net *nn.Network, batch int, double bool) (interface {
+	Logits(inputs []float32) ([]float64, error)
+	Close()
+}, error) {
+	return newRunner(net.Model(), net, batch, double)
+}
