@@ -5,13 +5,11 @@ import (
 	"errors"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/fragile-operator/fragile-operator/internal/zoo"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile"
 )
 
@@ -35,18 +33,7 @@ func TestWatermarkStopsOnSIGTERM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs fragile watermark on mnist-7 in a child process")
 	}
-	dir := t.TempDir()
-	path := func(name string) string { return filepath.Join(dir, name) }
-	model, err := zoo.MNIST7()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path("mnist-7.onnx"), model, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if code := run(t, "keygen", "--out", path("key")); code != 0 {
-		t.Fatalf("keygen: exit %d", code)
-	}
+	path, _ := mnistWithKey(t)
 	cmd := exec.Command(os.Args[0], "watermark", "--model", path("mnist-7.onnx"), "--key", path("key"),
 		"--out", path("bundle"), "--report", path("report.json"), "--input-range", "0,255",
 		"--method", "paper", "--lambda", "1e9", "--max-steps", "1000000")

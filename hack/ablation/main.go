@@ -23,6 +23,7 @@ import (
 
 	"github.com/fragile-operator/fragile-operator/pkg/fragile"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/attack"
+	"github.com/fragile-operator/fragile-operator/pkg/fragile/dataset"
 )
 
 func main() {
@@ -33,16 +34,18 @@ func main() {
 	variants := flag.String("variants", "none/9,noise/9,natural/9,noise/3", "ANCHOR/COMPETITORS variants, comma-separated")
 	seeds := flag.Int("seeds", 1, "key seeds per variant")
 	triggers := flag.Int("triggers", 100, "triggers per watermark")
+	header := flag.Bool("header", true, "print the table's header")
+	floor := flag.Float64("margin-floor", 0, "WatermarkOptions.MarginFloor (0: the default, 1e-5)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *modelPath, *mean, *std, *naturalPath, *variants, *seeds, *triggers); err != nil {
+	if err := run(ctx, *modelPath, *mean, *std, *naturalPath, *variants, *seeds, *triggers, *header, *floor); err != nil {
 		fmt.Fprintln(os.Stderr, "ablation:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, modelPath, mean, std, naturalPath, variants string, seeds, triggers int) error {
+func run(ctx context.Context, modelPath, mean, std, naturalPath, variants string, seeds, triggers int, header bool, floor float64) error {
 	model, err := os.ReadFile(modelPath)
 	if err != nil {
 		return err
@@ -58,16 +61,20 @@ func run(ctx context.Context, modelPath, mean, std, naturalPath, variants string
 	}
 	var natural []float32
 	if naturalPath != "" {
-		if natural, err = cifarPixels(naturalPath); err != nil {
+		set, err := dataset.CIFAR10Binary(naturalPath)
+		if err != nil {
 			return err
 		}
+		natural = set.Images
 	}
 	pruned, err := attack.Prune(model, 0.01)
 	if err != nil {
 		return err
 	}
-	fmt.Println("| anchor | k | seed | watermark s | logit scale (triggers / natural) | active units | weight coverage | distance min / median | prune 1% flipped | noise 1e-3 rel flipped |")
-	fmt.Println("|---|---:|---:|---:|---|---:|---:|---|---:|---:|")
+	if header {
+		fmt.Println("| anchor | k | margin floor | seed | watermark s | logit scale (triggers / natural) | active units | weight coverage | distance min / median | prune 1% flipped | noise 1e-3 rel flipped |")
+		fmt.Println("|---|---:|---:|---:|---:|---|---:|---:|---|---:|---:|")
+	}
 	for _, v := range strings.Split(variants, ",") {
 		anchor, k, ok := strings.Cut(v, "/")
 		competitors, err := strconv.Atoi(k)
@@ -82,7 +89,7 @@ func run(ctx context.Context, modelPath, mean, std, naturalPath, variants string
 			start := time.Now()
 			b, err := fragile.Watermark(ctx, model, key, fragile.WatermarkOptions{
 				Triggers: triggers, InputMin: 0, InputMax: 1, Normalization: norm,
-				Anchor: fragile.Anchor(anchor), Competitors: competitors, Natural: natural,
+				Anchor: fragile.Anchor(anchor), Competitors: competitors, Natural: natural, MarginFloor: floor,
 			})
 			if err != nil {
 				return fmt.Errorf("variant %s seed %d: %w", v, seed, err)
@@ -97,8 +104,8 @@ func run(ctx context.Context, modelPath, mean, std, naturalPath, variants string
 			}
 			p, n := fragile.Verify(ctx, pruned, b), fragile.Verify(ctx, noisy, b)
 			m := b.Measures
-			fmt.Printf("| %s | %d | %d | %.0f | %.3g / %.3g | %.1f%% | %.1f%% | %.3g / %.3g | %d | %d |\n",
-				anchor, competitors, seed, took, m.TriggerLogitScale, m.NaturalLogitScale, 100*m.ActiveUnits,
+			fmt.Printf("| %s | %d | %.0e | %d | %.0f | %.3g / %.3g | %.1f%% | %.1f%% | %.3g / %.3g | %d | %d |\n",
+				anchor, competitors, floorOrDefault(floor), seed, took, m.TriggerLogitScale, m.NaturalLogitScale, 100*m.ActiveUnits,
 				100*m.WeightCoverage, m.MinDistance, m.MedianDistance, p.Mismatched, n.Mismatched)
 		}
 	}
@@ -117,22 +124,9 @@ func floats(s string) ([]float64, error) {
 	return out, nil
 }
 
-// cifarPixels reads the CIFAR-10 binary layout (a label byte, then the R, G and B
-// planes of 32x32) into pixel values in [0, 1], CHW, labels dropped.
-func cifarPixels(path string) ([]float32, error) {
-	const record = 1 + 3*32*32
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
+func floorOrDefault(f float64) float64 {
+	if f == 0 {
+		return 1e-5
 	}
-	if len(data)%record != 0 {
-		return nil, fmt.Errorf("%s: %d bytes is not a whole number of %d-byte CIFAR-10 records", path, len(data), record)
-	}
-	out := make([]float32, 0, len(data)/record*(record-1))
-	for i := 0; i < len(data); i += record {
-		for _, v := range data[i+1 : i+record] {
-			out = append(out, float32(v)/255)
-		}
-	}
-	return out, nil
+	return f
 }

@@ -88,14 +88,17 @@ func refineToTie(ctx context.Context, m *target, triggers []float32, labels []in
 	// Margins are measured against each trigger's logit scale at its starting point,
 	// not at the current one: a relative target would let the iteration drift to
 	// points where every logit is near zero and the required margin vanishes.
-	scale := make([]float64, n)
+	// floorScale is what the margin floor is relative to (the guarantee every
+	// accepted point keeps); scale, what the target margin is relative to: an
+	// anchored tie also sets the key logit's level, and its margins follow it.
+	floorScale, scale := make([]float64, n), make([]float64, n)
 	z0, err := m.logits64(x.pixels)
 	if err != nil {
 		return nil, nil, err
 	}
 	for i := range scale {
-		// An anchored tie also sets the key logit's level, and margins follow it.
-		scale[i] = math.Max(opts.anchor, maxAbs(z0[i*classes:(i+1)*classes]))
+		floorScale[i] = maxAbs(z0[i*classes : (i+1)*classes])
+		scale[i] = math.Max(opts.anchor, floorScale[i])
 	}
 	target := TieMargin * opts.floor
 	for iter := 0; ; iter++ {
@@ -114,7 +117,7 @@ func refineToTie(ctx context.Context, m *target, triggers []float32, labels []in
 		tied := 0
 		for i := 0; i < n; i++ {
 			row32, row64 := z32[i*classes:(i+1)*classes], z64[i*classes:(i+1)*classes]
-			if keepsLabel(row32, labels[i], opts.floor, scale[i]) && keepsLabel(row64, labels[i], opts.floor, scale[i]) {
+			if keepsLabel(row32, labels[i], opts.floor, floorScale[i]) && keepsLabel(row64, labels[i], opts.floor, floorScale[i]) {
 				if gap := farthestGap(row64, labels[i], x.competitors[i]) / (target * scale[i]); gap < bestGap[i] {
 					bestGap[i] = gap
 					copy(best.row(i), x.row(i))
@@ -152,7 +155,7 @@ func refineToTie(ctx context.Context, m *target, triggers []float32, labels []in
 		return nil, nil, err
 	}
 	for i := 0; i < n; i++ {
-		if !keepsLabel(logits[i*classes:(i+1)*classes], labels[i], opts.floor, scale[i]) { // cannot happen: best only holds accepted points
+		if !keepsLabel(logits[i*classes:(i+1)*classes], labels[i], opts.floor, floorScale[i]) { // cannot happen: best only holds accepted points
 			return nil, nil, fmt.Errorf("tie refinement lost trigger %d's key label", i)
 		}
 	}

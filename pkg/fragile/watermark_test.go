@@ -508,3 +508,102 @@ func TestWatermarkStopsWhenCancelled(t *testing.T) {
 		})
 	}
 }
+
+// TestWatermarkMeasures checks the measures the bundle records against the
+// triggers: the logit scale and the smallest distance recomputed here, the unit and
+// weight fractions within (0, 1], and the natural scale absent without natural images.
+func TestWatermarkMeasures(t *testing.T) {
+	w := mnistWatermark(t)
+	b, m := w.bundle, w.bundle.Measures
+	net, err := fragile.LoadNetwork(w.model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logits := runFloat32(t, net, b.Triggers, b.Len())
+	scales := make([]float64, b.Len())
+	for i := range scales {
+		for _, v := range logits[i*10 : (i+1)*10] {
+			scales[i] = math.Max(scales[i], math.Abs(v))
+		}
+	}
+	slices.Sort(scales)
+	if got := scales[len(scales)/2]; math.Abs(got-m.TriggerLogitScale) > 1e-6*got {
+		t.Errorf("trigger logit scale %g, recomputed %g", m.TriggerLogitScale, got)
+	}
+	nearest := math.Inf(1)
+	size := b.InputSize()
+	for i := 0; i < b.Len(); i++ {
+		for j := i + 1; j < b.Len(); j++ {
+			sum := 0.0
+			for k := range size {
+				d := float64(b.Trigger(i)[k] - b.Trigger(j)[k])
+				sum += d * d
+			}
+			nearest = math.Min(nearest, math.Sqrt(sum/float64(size))/255)
+		}
+	}
+	if math.Abs(nearest-m.MinDistance) > 1e-9 || m.MedianDistance < m.MinDistance {
+		t.Errorf("distances min %g median %g, recomputed min %g", m.MinDistance, m.MedianDistance, nearest)
+	}
+	for name, f := range map[string]float64{"active units": m.ActiveUnits, "weight coverage": m.WeightCoverage} {
+		if !(f > 0 && f <= 1) {
+			t.Errorf("%s %g: want a fraction in (0, 1]", name, f)
+		}
+	}
+	if m.NaturalLogitScale != 0 {
+		t.Errorf("natural logit scale %g measured without natural images", m.NaturalLogitScale)
+	}
+	t.Logf("measures: %+v", m)
+}
+
+// TestWatermarkCompetitors checks the guarantee of a tie to k competitors: every
+// trigger keeps its key label above every class by the margin floor, and its k
+// strongest runner-up classes sit within the tie band of the key label; the other
+// classes are only guaranteed below it.
+func TestWatermarkCompetitors(t *testing.T) {
+	if testing.Short() {
+		t.Skip("another mnist-7 watermark takes seconds")
+	}
+	model, err := zoo.MNIST7()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := mnistOpts
+	opts.Competitors = 3
+	b, err := fragile.Watermark(context.Background(), model, testKey(t, 33), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Competitors != 3 {
+		t.Errorf("bundle records %d competitors, want 3", b.Competitors)
+	}
+	net, err := fragile.LoadNetwork(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logits := runFloat32(t, net, b.Triggers, b.Len())
+	tied := 0
+	for i, label := range b.KeyLabels {
+		row := logits[i*10 : (i+1)*10]
+		largest := 0.0
+		var gaps []float64
+		for j, v := range row {
+			largest = math.Max(largest, math.Abs(v))
+			if j != label {
+				gaps = append(gaps, row[label]-v)
+			}
+		}
+		slices.Sort(gaps)
+		if gaps[0] < 1e-5*largest {
+			t.Errorf("trigger %d: margin %.3g below the floor %.3g", i, gaps[0], 1e-5*largest)
+		}
+		// Tied: the third-nearest class within the band (4 x TieMargin floors, as in
+		// TestWatermarkTiesEveryClass, of the logit scale).
+		if gaps[2] <= 1e-2*largest {
+			tied++
+		}
+	}
+	if tied < 95 {
+		t.Errorf("%d of 100 triggers have their 3 competitors within 1e-2 of the largest logit", tied)
+	}
+}
