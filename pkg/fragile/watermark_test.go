@@ -380,20 +380,28 @@ func TestWatermarkDeterministic(t *testing.T) {
 	}
 }
 
-func TestWatermarkPaperMethod(t *testing.T) {
-	if testing.Short() {
-		t.Skip("another mnist-7 watermark takes seconds")
-	}
+// watermarkMNIST7With watermarks mnist-7 with the key of seed and mnistOpts as edit
+// changes them, and returns the model and the bundle.
+func watermarkMNIST7With(t *testing.T, seed byte, edit func(*fragile.WatermarkOptions)) ([]byte, *fragile.Bundle) {
+	t.Helper()
 	model, err := zoo.MNIST7()
 	if err != nil {
 		t.Fatal(err)
 	}
 	opts := mnistOpts
-	opts.Method = fragile.MethodPaper
-	b, err := fragile.Watermark(context.Background(), model, testKey(t, 101), opts)
+	edit(&opts)
+	b, err := fragile.Watermark(context.Background(), model, testKey(t, seed), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return model, b
+}
+
+func TestWatermarkPaperMethod(t *testing.T) {
+	if testing.Short() {
+		t.Skip("another mnist-7 watermark takes seconds")
+	}
+	model, b := watermarkMNIST7With(t, 101, func(o *fragile.WatermarkOptions) { o.Method = fragile.MethodPaper })
 	if b.Method != fragile.MethodPaper {
 		t.Errorf("method %s", b.Method)
 	}
@@ -564,16 +572,7 @@ func TestWatermarkCompetitors(t *testing.T) {
 	if testing.Short() {
 		t.Skip("another mnist-7 watermark takes seconds")
 	}
-	model, err := zoo.MNIST7()
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := mnistOpts
-	opts.Competitors = 3
-	b, err := fragile.Watermark(context.Background(), model, testKey(t, 33), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	model, b := watermarkMNIST7With(t, 33, func(o *fragile.WatermarkOptions) { o.Competitors = 3 })
 	if b.Competitors != 3 {
 		t.Errorf("bundle records %d competitors, want 3", b.Competitors)
 	}
