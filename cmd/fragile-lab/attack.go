@@ -17,7 +17,7 @@ func init() { subcommands["attack"] = attackCommand }
 // attackCommand writes a modified copy of a model, for testing detection.
 func attackCommand(ctx context.Context, args []string) int {
 	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "usage: fragile attack finetune|poison|backdoor|noise|prune|fp16 --model IN --out OUT [attack flags]")
+		fmt.Fprintln(os.Stderr, "usage: fragile attack finetune|poison|backdoor|noise|prune|fp16|int8|single-weight --model IN --out OUT [attack flags]")
 		return exitUsage
 	}
 	switch args[0] {
@@ -29,8 +29,12 @@ func attackCommand(ctx context.Context, args []string) int {
 		return attackPrune(ctx, args[1:])
 	case "fp16":
 		return attackFloat16(ctx, args[1:])
+	case "int8":
+		return attackInt8(ctx, args[1:])
+	case "single-weight":
+		return attackSingleWeight(ctx, args[1:])
 	default:
-		return fail("attack", fmt.Errorf("unknown attack %q (available: finetune, poison, backdoor, noise, prune, fp16)", args[0]))
+		return fail("attack", fmt.Errorf("unknown attack %q (available: finetune, poison, backdoor, noise, prune, fp16, int8, single-weight)", args[0]))
 	}
 }
 

@@ -40,6 +40,25 @@ func readJSON(t *testing.T, path string, v any) map[string]any {
 	return fields
 }
 
+// mnistWithKey writes mnist-7.onnx and a fresh key (by `fragile keygen`) to a new
+// temporary folder, and returns the folder's path maker and the model's bytes.
+func mnistWithKey(t *testing.T) (path func(string) string, model []byte) {
+	t.Helper()
+	dir := t.TempDir()
+	path = func(name string) string { return filepath.Join(dir, name) }
+	model, err := zoo.MNIST7()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path("mnist-7.onnx"), model, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code := run(t, "keygen", "--out", path("key")); code != 0 {
+		t.Fatalf("keygen: exit %d", code)
+	}
+	return path, model
+}
+
 // TestCLIEndToEnd is issue 2's acceptance through the command line on mnist-7:
 // keygen, watermark, then verify with exit status 0 (intact), 1 (tampered) and 2
 // (could not verify: truncated model, corrupted bundle, wrong key) and a JSON report
@@ -48,19 +67,7 @@ func TestCLIEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("watermarks mnist-7 (seconds)")
 	}
-	dir := t.TempDir()
-	path := func(name string) string { return filepath.Join(dir, name) }
-	model, err := zoo.MNIST7()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path("mnist-7.onnx"), model, 0o644); err != nil {
-		t.Fatal(err)
-	}
-
-	if code := run(t, "keygen", "--out", path("key")); code != 0 {
-		t.Fatalf("keygen: exit %d", code)
-	}
+	path, model := mnistWithKey(t)
 	if info, err := os.Stat(path("key")); err != nil || info.Mode().Perm() != 0o600 {
 		t.Errorf("key file: %v, mode %v; want 0600", err, info.Mode())
 	}

@@ -46,10 +46,17 @@ func inspect(_ context.Context, args []string) int {
 	fmt.Printf("bundle:        %s (%d bytes, key ID %s)\n", *bundlePath, len(sealed), key.ID())
 	fmt.Printf("method:        %s (lambda %g, %d steps, final loss %.4g)\n", b.Method, b.Lambda, b.Steps, b.FinalLoss)
 	fmt.Printf("model:         %s\n", b.DigestString())
-	fmt.Printf("input:         %s, shape %v, values in [%g, %g]\n", b.InputName, b.InputShape, b.InputMin, b.InputMax)
+	fmt.Printf("input:         %s, shape %v, pixel values in [%g, %g]\n", b.InputName, b.InputShape, b.InputMin, b.InputMax)
+	if n := b.Normalization; !n.IsZero() {
+		fmt.Printf("normalised:    (pixel - mean) / std on axis %d, mean %v, std %v\n", n.Axis, n.Mean, n.Std)
+	}
+	if b.Competitors > 0 {
+		fmt.Printf("tie:           each trigger tied to its %d strongest runner-up classes\n", b.Competitors)
+	}
 	fmt.Printf("triggers:      %d over %d classes, per class %v\n", b.Len(), b.Classes, perClass)
 	fmt.Printf("margins:       min %.4g, median %.4g, max %.4g (top-1 minus top-2 logit)\n",
 		margins[0], margins[len(margins)/2], margins[len(margins)-1])
+	printMeasures(b.Measures)
 	if *pngPath != "" {
 		img, err := fragile.RenderTriggers(b, 10)
 		if err != nil {
@@ -69,4 +76,21 @@ func inspect(_ context.Context, args []string) int {
 		fmt.Printf("trigger grid:  %s\n", *pngPath)
 	}
 	return 0
+}
+
+// printMeasures shows what the triggers can see of the model; a version 1 bundle
+// has no measures.
+func printMeasures(m fragile.Measures) {
+	if m == (fragile.Measures{}) {
+		fmt.Println("measures:      none (bundle sealed before format version 2)")
+		return
+	}
+	natural := "no natural inputs measured"
+	if m.NaturalLogitScale > 0 {
+		natural = fmt.Sprintf("natural inputs %.3g, ratio %.3g", m.NaturalLogitScale, m.TriggerLogitScale/m.NaturalLogitScale)
+	}
+	fmt.Printf("logit scale:   %.3g at the triggers (median largest |logit|); %s\n", m.TriggerLogitScale, natural)
+	fmt.Printf("active units:  %.1f%% of ReLU-type units active at at least one trigger\n", 100*m.ActiveUnits)
+	fmt.Printf("weights:       %.1f%% of weight elements move some trigger's margin\n", 100*m.WeightCoverage)
+	fmt.Printf("distances:     min %.3g, median %.3g (RMS per value, relative to the input range)\n", m.MinDistance, m.MedianDistance)
 }

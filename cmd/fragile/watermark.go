@@ -25,7 +25,10 @@ func watermark(ctx context.Context, args []string) int {
 	outSecret := fs.String("out-secret", "", "write the sealed bundle into this Secret of the pod's namespace (in-cluster)")
 	report := fs.String("report", "", "also write the JSON report here (a Job's termination message path)")
 	triggers := fs.Int("triggers", 100, "number of triggers")
-	inputRange := fs.String("input-range", "0,1", "MIN,MAX of the model's input values (mnist-7: 0,255)")
+	inputRange := fs.String("input-range", "0,1", "MIN,MAX of the pixel values, before --input-mean/--input-std (mnist-7: 0,255)")
+	inputMean := fs.String("input-mean", "", "M1,M2,M3: per-channel mean the serving pipeline subtracts before the model (torchvision Normalize)")
+	inputStd := fs.String("input-std", "", "S1,S2,S3: per-channel standard deviation the pipeline divides by (with --input-mean)")
+	competitors := fs.Int("competitors", fragile.DefaultCompetitors, "tie method: runner-up classes each trigger is tied to (-1: every other class)")
 	method := fs.String("method", string(fragile.DefaultMethod), "trigger method: "+methodNames())
 	lambda := fs.Float64("lambda", 10, "weight of the paper's variance term")
 	lr := fs.Float64("learning-rate", 1e-3, "Adam learning rate")
@@ -36,6 +39,7 @@ func watermark(ctx context.Context, args []string) int {
 	start := time.Now()
 	result := fragile.WatermarkReport{Result: fragile.WatermarkFailed, Method: *method, Triggers: *triggers}
 	failWith := func(err error) int {
+		err = stopped(ctx, err, "no bundle was written")
 		result.Message = err.Error()
 		result.DurationSeconds = time.Since(start).Seconds()
 		if werr := writeReport(*report, result); werr != nil {
@@ -47,6 +51,10 @@ func watermark(ctx context.Context, args []string) int {
 		return failWith(errors.New("--model, --key and one of --out or --out-secret are required"))
 	}
 	lo, hi, err := cli.ParseRange(*inputRange)
+	if err != nil {
+		return failWith(err)
+	}
+	norm, err := cli.ParseNormalization(*inputMean, *inputStd)
 	if err != nil {
 		return failWith(err)
 	}
@@ -65,14 +73,16 @@ func watermark(ctx context.Context, args []string) int {
 		progress = func(p fragile.Progress) { toTerminal(p); toSecret(p) }
 	}
 	bundle, err := fragile.Watermark(ctx, model, key, fragile.WatermarkOptions{
-		Method:       fragile.Method(*method),
-		Triggers:     *triggers,
-		InputMin:     lo,
-		InputMax:     hi,
-		Lambda:       *lambda,
-		LearningRate: *lr,
-		MaxSteps:     *maxSteps,
-		Progress:     progress,
+		Method:        fragile.Method(*method),
+		Triggers:      *triggers,
+		InputMin:      lo,
+		InputMax:      hi,
+		Normalization: norm,
+		Competitors:   *competitors,
+		Lambda:        *lambda,
+		LearningRate:  *lr,
+		MaxSteps:      *maxSteps,
+		Progress:      progress,
 	})
 	if err != nil {
 		return failWith(err)

@@ -1,173 +1,374 @@
-// Command bench measures the ML core's speed on mnist-7 and prints a markdown
-// table for BENCHMARKS.md: watermarking 100 triggers, verifying them, and, on the
-// same triggers in the same run, onnx-go's own reference inference and onnxruntime
-// (the practical limit, run by hack/ortrun in its own process). Every figure is the
-// median of -rounds runs.
+// Command bench measures verification and watermarking speed on mnist-7, the
+// CIFAR-10 resnet_2b of ../shared/realmodels and PyTorch's resnet18 (3x32x32) and
+// mobilenet_v2 (3x224x224) fixtures, next to onnxruntime (the practical limit, run
+// by hack/ortrun in its own process) on the same inputs in the same run, at one
+// and at two threads each, and prints markdown tables for BENCHMARKS.md. Every
+// time is the median of -rounds runs.
 //
-//	go run ./hack/bench -rounds 5 [-ort-lib .../libonnxruntime.so.1]
+//	go run ./hack/bench -rounds 7 -ort-lib .../libonnxruntime.so.1 -torch-dir DIR
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
 	"flag"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"time"
 
-	onnxgo "github.com/owulveryck/onnx-go"
-	"github.com/owulveryck/onnx-go/backend/x/gorgonnx"
-	"gorgonia.org/tensor"
-
 	"github.com/fragile-operator/fragile-operator/internal/zoo"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/eval"
+	"github.com/fragile-operator/fragile-operator/pkg/fragile/infer"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/nn"
+	"github.com/fragile-operator/fragile-operator/pkg/fragile/onnx"
 )
 
 func main() {
-	rounds := flag.Int("rounds", 5, "runs per measurement; the median is reported")
+	rounds := flag.Int("rounds", 7, "runs per verify and inference measurement; the median is reported")
+	wmRounds := flag.Int("watermark-rounds", 3, "runs per watermark measurement")
 	triggers := flag.Int("triggers", 100, "triggers per bundle")
-	ortLib := flag.String("ort-lib", "", "libonnxruntime.so.1 for the onnxruntime column (skipped when empty)")
+	ortLib := flag.String("ort-lib", "", "libonnxruntime.so.1 for the onnxruntime columns (skipped when empty)")
+	torchDir := flag.String("torch-dir", "", "hack/torch fixtures (resnet18_32_op17, mobilenet_v2_224_op17); skipped when empty")
+	realDir := flag.String("realmodels", "../shared/realmodels/cifar10", "the CIFAR-10 models of ../shared")
+	watermark := flag.String("watermark", "mnist-7,resnet_2b,resnet18", "models to watermark (the others verify seeded random inputs)")
+	only := flag.String("models", "", "comma-separated subset of models to run (default all)")
 	flag.Parse()
-	if err := run(*rounds, *triggers, *ortLib); err != nil {
+	models, err := loadModels(*realDir, *torchDir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	if *only != "" {
+		models = slices.DeleteFunc(models, func(m benchModel) bool { return !slices.Contains(strings.Split(*only, ","), m.name) })
+	}
+	cfg := config{rounds: *rounds, wmRounds: *wmRounds, triggers: *triggers, ortLib: *ortLib, watermark: strings.Split(*watermark, ",")}
+	if err := run(models, cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(rounds, n int, ortLib string) error {
-	model, err := zoo.MNIST7()
-	if err != nil {
-		return err
-	}
-	// A fixed key, so every run benchmarks the same work.
-	key := fragile.Key(sha256.Sum256([]byte("fragile-operator benchmark key")))
-	ctx := context.Background()
-	opts := fragile.WatermarkOptions{Triggers: n, InputMax: 255}
+type config struct {
+	rounds, wmRounds, triggers int
+	ortLib                     string
+	watermark                  []string
+}
 
-	var bundle *fragile.Bundle
-	watermark := measure(rounds, func() error {
-		bundle, err = fragile.Watermark(ctx, model, key, opts)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	verify := measure(rounds, func() error {
-		if r := fragile.Verify(ctx, model, bundle); r.Result != fragile.ResultIntact {
-			return fmt.Errorf("verify: %s %s", r.Result, r.Message)
-		}
-		return nil
-	})
-	net, err := fragile.LoadNetwork(model)
-	if err != nil {
-		return err
-	}
-	runner, err := nn.NewRunner(net, n, tensor.Float32)
-	if err != nil {
-		return err
-	}
-	inference := measure(rounds, func() error { _, err := runner.Logits(bundle.Triggers); return err })
-	reference, err := onnxGoReference(model, bundle, rounds)
-	if err != nil {
-		return err
-	}
+// benchModel is one model of the benchmark with its input range.
+type benchModel struct {
+	name     string
+	data     []byte
+	inputMax float64
+}
 
-	host, _ := os.Hostname()
-	fmt.Printf("Machine: %s, %d cores (%s), %s, %s/%s. Median of %d runs; %d triggers, mnist-7.\n\n",
-		host, runtime.NumCPU(), cpuModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH, rounds, n)
-	fmt.Println("| measurement | median | goal |")
-	fmt.Println("|---|---:|---|")
-	fmt.Printf("| watermark (train generator, refine to an all-class tie, %d triggers) | %s | < 30 s |\n", n, watermark)
-	fmt.Printf("| verify: decode + compile + run %d triggers (`fragile.Verify`) | %s | < 50 ms |\n", n, verify)
-	fmt.Printf("| our inference only, %d triggers in one batch (graph reused) | %s | |\n", n, inference)
-	fmt.Printf("| onnx-go reference inference, same %d triggers one at a time (graph reused) | %s | |\n", n, reference)
-	if ortLib != "" {
-		ortTime, agree, err := onnxruntime(ortLib, model, bundle, rounds)
+func loadModels(realDir, torchDir string) ([]benchModel, error) {
+	mnist, err := zoo.MNIST7()
+	if err != nil {
+		return nil, err
+	}
+	models := []benchModel{{"mnist-7", mnist, 255}}
+	add := func(name, path string) error {
+		data, err := os.ReadFile(path)
 		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %s skipped: %v\n", name, err)
+			return nil
+		}
+		models = append(models, benchModel{name, data, 1})
+		return nil
+	}
+	if err := add("resnet_2b", filepath.Join(realDir, "cifar10_resnet__resnet_2b.onnx")); err != nil {
+		return nil, err
+	}
+	if torchDir == "" {
+		fmt.Fprintln(os.Stderr, "bench: no -torch-dir: resnet18 and mobilenet_v2 skipped")
+		return models, nil
+	}
+	if err := add("resnet18", filepath.Join(torchDir, "resnet18_32_op17.onnx")); err != nil {
+		return nil, err
+	}
+	return models, add("mobilenet_v2", filepath.Join(torchDir, "mobilenet_v2_224_op17.onnx"))
+}
+
+// row is what one model measured at one thread count.
+type row struct {
+	model                string
+	threads              int
+	verify, inference    time.Duration
+	ort                  time.Duration
+	agree                int
+	maxDiff, minMargin   float64
+	activation, runAlloc int64
+	verifyAlloc          int64
+	watermark            time.Duration
+	watermarkErr         string
+}
+
+func run(models []benchModel, cfg config) error {
+	dir, err := os.MkdirTemp("", "fragile-bench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	var ortBin string
+	if cfg.ortLib != "" {
+		if ortBin, err = eval.BuildOrtRun(".", dir); err != nil {
 			return err
 		}
-		fmt.Printf("| onnxruntime 1.30, same %d triggers one at a time, 1 thread (own process) | %s | practical limit |\n", n, ortTime)
-		fmt.Printf("\nRatios: our inference / onnxruntime = %.1fx; full verify / onnxruntime = %.1fx; onnx-go reference / onnxruntime = %.1fx. "+
-			"onnxruntime gives the key label to %d of %d triggers.\n",
-			inference.Seconds()/ortTime.Seconds(), verify.Seconds()/ortTime.Seconds(), reference.Seconds()/ortTime.Seconds(), agree, n)
 	}
+	host, _ := os.Hostname()
+	fmt.Printf("Machine: %s, %d cores (%s), %s, %s/%s, BLAS %s. Load average at start: %s. Median of %d runs; %d triggers.\n\n",
+		host, runtime.NumCPU(), cpuModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH, infer.BLAS, loadAvg(), cfg.rounds, cfg.triggers)
+	var rows []row
+	for _, m := range models {
+		fmt.Fprintf(os.Stderr, "bench: %s\n", m.name)
+		r, err := measureModel(m, cfg, ortBin, dir)
+		if err != nil {
+			return fmt.Errorf("%s: %w", m.name, err)
+		}
+		rows = append(rows, r...)
+	}
+	fmt.Println("| model | threads | our full verify (decode, compile, run) | our inference only (runner reused) | onnxruntime (one at a time, session reused) | verify / onnxruntime | inference / onnxruntime | onnxruntime labels as ours | largest logit difference | smallest trigger margin |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, r := range rows {
+		ratio := func(d time.Duration) string {
+			if r.ort == 0 {
+				return "-"
+			}
+			return fmt.Sprintf("%.2fx", d.Seconds()/r.ort.Seconds())
+		}
+		fmt.Printf("| %s | %d | %s | %s | %s | %s | %s | %d/%d | %.3g | %.3g |\n", r.model, r.threads, r.verify, r.inference, r.ort,
+			ratio(r.verify), ratio(r.inference), r.agree, cfg.triggers, r.maxDiff, r.minMargin)
+	}
+	fmt.Println()
+	fmt.Printf("| model | activation memory at batch %d | allocated per inference run (runner reused) | allocated per full verify | watermark %d triggers (median of %d) |\n", cfg.triggers, cfg.triggers, cfg.wmRounds)
+	fmt.Println("|---|---:|---:|---:|---:|")
+	for _, r := range rows {
+		if r.threads != 1 {
+			continue
+		}
+		wm := "not measured"
+		switch {
+		case r.watermarkErr != "":
+			wm = r.watermarkErr
+		case r.watermark > 0:
+			wm = r.watermark.Round(10 * time.Millisecond).String()
+		}
+		fmt.Printf("| %s | %s | %s | %s | %s |\n", r.model, mb(r.activation), mb(r.runAlloc), mb(r.verifyAlloc), wm)
+	}
+	fmt.Printf("\nLoad average at the end: %s.\n", loadAvg())
 	return nil
 }
 
+func measureModel(m benchModel, cfg config, ortBin, dir string) ([]row, error) {
+	decoded, err := onnx.Decode(m.data)
+	if err != nil {
+		return nil, err
+	}
+	prog, err := infer.Compile(decoded)
+	if err != nil {
+		return nil, err
+	}
+	ctx := context.Background()
+	key := fragile.Key(sha256.Sum256([]byte("fragile-operator benchmark key")))
+	var bundle *fragile.Bundle
+	var wmTime time.Duration
+	var wmErr string
+	if slices.Contains(cfg.watermark, m.name) {
+		opts := fragile.WatermarkOptions{Triggers: cfg.triggers, InputMax: m.inputMax}
+		wmTime, err = measure(cfg.wmRounds, func() error {
+			bundle, err = fragile.Watermark(ctx, m.data, key, opts)
+			return err
+		})
+		if err != nil {
+			wmErr = "failed: " + err.Error()
+			bundle = nil
+		}
+	}
+	if bundle == nil {
+		if bundle, err = randomBundle(m, prog, cfg.triggers); err != nil {
+			return nil, err
+		}
+	}
+	var rows []row
+	for _, threads := range []int{1, 2} {
+		fragile.InferenceThreads = threads
+		r := row{model: m.name, threads: threads, watermark: wmTime, watermarkErr: wmErr, activation: prog.ActivationBytes(cfg.triggers)}
+		if r.verify, err = measure(cfg.rounds, func() error {
+			if rep := fragile.Verify(ctx, m.data, bundle); rep.Result != fragile.ResultIntact {
+				return fmt.Errorf("verify: %s %s", rep.Result, rep.Message)
+			}
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+		r.verifyAlloc = allocated(func() { fragile.Verify(ctx, m.data, bundle) })
+		runner, err := infer.NewRunner[float32](prog, cfg.triggers, threads)
+		if err != nil {
+			return nil, err
+		}
+		logits := make([]float64, cfg.triggers*prog.Classes)
+		if r.inference, err = measure(cfg.rounds, func() error { return runner.LogitsInto(logits, bundle.Triggers) }); err != nil {
+			return nil, err
+		}
+		r.runAlloc = allocated(func() { _ = runner.LogitsInto(logits, bundle.Triggers) })
+		_, margins := nn.TopTwo(logits, prog.Classes)
+		r.minMargin = slices.Min(margins)
+		if ortBin != "" {
+			ort, err := onnxruntime(ortBin, cfg.ortLib, dir, m.data, prog, bundle, cfg.rounds, threads)
+			if err != nil {
+				return nil, err
+			}
+			r.ort = median(ort.times)
+			theirs, _ := nn.TopTwo(ort.logits, prog.Classes)
+			for i, l := range theirs {
+				if l == bundle.KeyLabels[i] {
+					r.agree++
+				}
+			}
+			for i := range logits {
+				r.maxDiff = math.Max(r.maxDiff, math.Abs(logits[i]-ort.logits[i]))
+			}
+		}
+		rows = append(rows, r)
+	}
+	fragile.InferenceThreads = 0
+	return rows, nil
+}
+
+// randomBundle is a bundle of seeded uniform inputs labelled as our engine labels
+// them: verification does the same work as on real triggers.
+func randomBundle(m benchModel, prog *infer.Program, n int) (*fragile.Bundle, error) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	x := make([]float32, n*prog.InputSize())
+	for i := range x {
+		x[i] = float32(m.inputMax * rng.Float64())
+	}
+	r, err := infer.NewRunner[float32](prog, n, 0)
+	if err != nil {
+		return nil, err
+	}
+	logits, err := r.Logits(x)
+	if err != nil {
+		return nil, err
+	}
+	labels, margins := nn.TopTwo(logits, prog.Classes)
+	return &fragile.Bundle{
+		Method: fragile.MethodNatural, ModelDigest: sha256.Sum256(m.data), InputName: prog.InputName,
+		InputShape: prog.InputShape, InputMax: m.inputMax, Classes: prog.Classes, KeyLabels: labels,
+		Triggers: x, Margins: toFloat32(margins),
+	}, nil
+}
+
+func toFloat32(v []float64) []float32 {
+	out := make([]float32, len(v))
+	for i, x := range v {
+		out[i] = float32(x)
+	}
+	return out
+}
+
+// allocated returns the bytes fn allocates.
+func allocated(fn func()) int64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	fn()
+	runtime.ReadMemStats(&after)
+	return int64(after.TotalAlloc - before.TotalAlloc)
+}
+
+func mb(b int64) string { return fmt.Sprintf("%.1f MB", float64(b)/1e6) }
+
 // measure runs fn rounds times and returns the median duration.
-func measure(rounds int, fn func() error) time.Duration {
+func measure(rounds int, fn func() error) (time.Duration, error) {
 	times := make([]time.Duration, 0, rounds)
 	for i := 0; i < rounds; i++ {
 		start := time.Now()
 		if err := fn(); err != nil {
-			fmt.Fprintln(os.Stderr, "bench:", err)
-			os.Exit(1)
+			return 0, err
 		}
 		times = append(times, time.Since(start))
 	}
-	return median(times)
+	return median(times), nil
 }
 
 func median(times []time.Duration) time.Duration {
 	slices.Sort(times)
-	return times[len(times)/2].Round(100 * time.Microsecond)
+	return times[len(times)/2].Round(10 * time.Microsecond)
 }
 
-// onnxGoReference runs the triggers through onnx-go's gorgonnx backend, one per
-// run since mnist-7 bakes in batch size 1, reusing one decoded graph.
-func onnxGoReference(model []byte, b *fragile.Bundle, rounds int) (time.Duration, error) {
-	backend := gorgonnx.NewGraph()
-	m := onnxgo.NewModel(backend)
-	if err := m.UnmarshalBinary(model); err != nil {
-		return 0, err
-	}
-	shape := append([]int{1}, b.InputShape...)
-	var runErr error
-	d := measure(rounds, func() error {
-		for i := 0; i < b.Len() && runErr == nil; i++ {
-			x := tensor.New(tensor.WithShape(shape...), tensor.WithBacking(append([]float32(nil), b.Trigger(i)...)))
-			if runErr = m.SetInput(0, x); runErr == nil {
-				runErr = backend.Run()
-			}
-		}
-		return runErr
-	})
-	return d, runErr
+type ortResult struct {
+	times  []time.Duration
+	logits []float64
 }
 
-// onnxruntime runs the same triggers through onnxruntime (hack/ortrun, in its own
-// process) and returns its median round time and how many triggers it labels as the
-// key says.
-func onnxruntime(lib string, model []byte, b *fragile.Bundle, rounds int) (time.Duration, int, error) {
-	dir, err := os.MkdirTemp("", "fragile-bench")
+// onnxruntime runs the bundle's inputs through hack/ortrun, in its own process,
+// with threads intra-op threads.
+func onnxruntime(bin, lib, dir string, model []byte, prog *infer.Program, b *fragile.Bundle, rounds, threads int) (*ortResult, error) {
+	modelPath, inputsPath := filepath.Join(dir, "model.onnx"), filepath.Join(dir, "inputs.f32")
+	raw := make([]byte, 4*len(b.Triggers))
+	for i, v := range b.Triggers {
+		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
+	}
+	if err := os.WriteFile(modelPath, model, 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(inputsPath, raw, 0o644); err != nil {
+		return nil, err
+	}
+	shape := make([]string, len(b.InputShape))
+	for i, d := range b.InputShape {
+		shape[i] = fmt.Sprint(d)
+	}
+	cmd := exec.Command(bin, "-lib", lib, "-model", modelPath, "-inputs", inputsPath, "-n", fmt.Sprint(b.Len()),
+		"-input-name", prog.InputName, "-output-name", prog.OutputName, "-shape", strings.Join(shape, "x"),
+		"-classes", fmt.Sprint(prog.Classes), "-rounds", fmt.Sprint(rounds), "-threads", fmt.Sprint(threads))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		return 0, 0, err
+		return nil, fmt.Errorf("onnxruntime: %v: %s", err, stderr.String())
 	}
-	defer os.RemoveAll(dir)
-	bin, err := eval.BuildOrtRun(".", dir)
-	if err != nil {
-		return 0, 0, err
+	var res struct {
+		RoundSeconds []float64
+		Logits       [][]float32
 	}
-	res, err := eval.RunOrtRun(bin, lib, dir, model, b, rounds)
-	if err != nil {
-		return 0, 0, err
+	if err := json.Unmarshal(out, &res); err != nil {
+		return nil, fmt.Errorf("onnxruntime output: %w", err)
 	}
-	times := make([]time.Duration, len(res.RoundSeconds))
-	for i, s := range res.RoundSeconds {
-		times[i] = time.Duration(s * float64(time.Second))
+	r := &ortResult{}
+	for _, s := range res.RoundSeconds {
+		r.times = append(r.times, time.Duration(s*float64(time.Second)))
 	}
-	agree := 0
-	for i, l := range res.Labels {
-		if l == b.KeyLabels[i] {
-			agree++
+	for _, row := range res.Logits {
+		for _, v := range row {
+			r.logits = append(r.logits, float64(v))
 		}
 	}
-	return median(times), agree, nil
+	if len(r.logits) != b.Len()*prog.Classes {
+		return nil, fmt.Errorf("onnxruntime returned %d logits for %d inputs of %d classes", len(r.logits), b.Len(), prog.Classes)
+	}
+	return r, nil
+}
+
+func loadAvg() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(data))
+	return strings.Join(f[:3], " ")
 }
 
 func cpuModel() string {

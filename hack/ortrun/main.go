@@ -7,7 +7,8 @@
 // checks call this program instead of linking onnxruntime.
 //
 // It reads N examples (raw little-endian float32, back to back) from -inputs, runs
-// each one through a single reused session with one intra-op thread, -rounds times,
+// each one through a single reused session with -threads intra-op threads (default
+// one), -rounds times,
 // and prints one JSON object: the duration of every round in seconds and the logits
 // of the last round.
 //
@@ -36,14 +37,15 @@ func main() {
 	shapeFlag := flag.String("shape", "", "shape of one example, e.g. 1x28x28 (required)")
 	classes := flag.Int("classes", 0, "number of output classes (required)")
 	rounds := flag.Int("rounds", 5, "timed rounds over all examples")
+	threads := flag.Int("threads", 1, "intra-op threads")
 	flag.Parse()
-	if err := run(*lib, *model, *inputs, *n, *inName, *outName, *shapeFlag, *classes, *rounds); err != nil {
+	if err := run(*lib, *model, *inputs, *n, *inName, *outName, *shapeFlag, *classes, *rounds, *threads); err != nil {
 		fmt.Fprintln(os.Stderr, "ortrun:", err)
 		os.Exit(1)
 	}
 }
 
-func run(lib, model, inputs string, n int, inName, outName, shapeText string, classes, rounds int) error {
+func run(lib, model, inputs string, n int, inName, outName, shapeText string, classes, rounds, threads int) error {
 	var dims []int64
 	size := 1
 	for _, part := range splitX(shapeText) {
@@ -85,7 +87,7 @@ func run(lib, model, inputs string, n int, inName, outName, shapeText string, cl
 		return err
 	}
 	defer opts.Destroy()
-	if err := opts.SetIntraOpNumThreads(1); err != nil {
+	if err := opts.SetIntraOpNumThreads(threads); err != nil {
 		return err
 	}
 	session, err := ort.NewAdvancedSession(model, []string{inName}, []string{outName},

@@ -2,12 +2,16 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/fragile-operator/fragile-operator/pkg/fragile"
 )
 
 // Exit statuses shared by every subcommand.
@@ -16,7 +20,22 @@ const (
 	ExitOK = 0
 	// ExitUsage is the exit status for bad flags and for "could not complete".
 	ExitUsage = 2
+	// ExitStopped is the exit status of a command stopped by SIGTERM or Ctrl-C before
+	// it finished: nothing was written but the report, whose message starts with "stopped".
+	ExitStopped = 3
 )
+
+// ErrStopped marks work abandoned because the command was asked to stop.
+var ErrStopped = errors.New("stopped by a signal before finishing")
+
+// Stopped returns ErrStopped, naming what was abandoned, when ctx was cancelled (the
+// signal handler's context), and err otherwise.
+func Stopped(ctx context.Context, err error, what string) error {
+	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
+		return fmt.Errorf("%w; %s", ErrStopped, what)
+	}
+	return err
+}
 
 // Command is one subcommand's entry point: it gets the flags after its name and
 // returns the process's exit status.
@@ -50,6 +69,17 @@ func Dispatch(binary string, commands Commands, args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	finished := make(chan struct{})
+	defer close(finished)
+	go func() {
+		select {
+		case <-ctx.Done():
+			// A second signal gets the default action: it ends the process at once.
+			stop()
+			fmt.Fprintf(os.Stderr, "%s: stopping (signal received); a second signal ends the process at once\n", binary)
+		case <-finished:
+		}
+	}()
 	return run(ctx, args[1:])
 }
 
@@ -63,10 +93,14 @@ func usage(binary string, commands Commands) {
 		binary, strings.Join(names, "\n  "), binary)
 }
 
-// Fail prints an error for a person and returns the "could not complete" status.
-// cmd names the command as a person typed it ("fragile verify").
+// Fail prints an error for a person and returns the "could not complete" status, or
+// ExitStopped when the error is the command's own cancellation. cmd names the command
+// as a person typed it ("fragile verify").
 func Fail(cmd string, err error) int {
 	fmt.Fprintf(os.Stderr, "%s: %v\n", cmd, err)
+	if errors.Is(err, ErrStopped) {
+		return ExitStopped
+	}
 	return ExitUsage
 }
 
@@ -82,4 +116,29 @@ func ParseRange(s string) (lo, hi float64, err error) {
 		}
 	}
 	return 0, 0, fmt.Errorf("--input-range %q: want MIN,MAX with MIN < MAX, e.g. 0,255", s)
+}
+
+// ParseNormalization parses --input-mean and --input-std: comma-separated decimals, one
+// per channel (or one for all), both or neither.
+func ParseNormalization(mean, std string) (fragile.Normalization, error) {
+	var n fragile.Normalization
+	if mean == "" && std == "" {
+		return n, nil
+	}
+	if mean == "" || std == "" {
+		return n, errors.New("--input-mean and --input-std go together: give both, one value per channel")
+	}
+	for _, f := range []struct {
+		name, text string
+		into       *[]float64
+	}{{"--input-mean", mean, &n.Mean}, {"--input-std", std, &n.Std}} {
+		for _, part := range strings.Split(f.text, ",") {
+			v, err := strconv.ParseFloat(strings.TrimSpace(part), 64)
+			if err != nil {
+				return n, fmt.Errorf("%s %q: want decimals separated by commas, e.g. 0.4914,0.4822,0.4465", f.name, f.text)
+			}
+			*f.into = append(*f.into, v)
+		}
+	}
+	return n, nil
 }

@@ -22,16 +22,24 @@ type Bundle struct {
 	Method      Method
 	ModelDigest [sha256.Size]byte
 	InputName   string
-	InputShape  []int // one example, without the batch dimension
-	InputMin    float64
+	InputShape  []int   // one example, without the batch dimension
+	InputMin    float64 // pixel range, before Normalization
 	InputMax    float64
-	Classes     int
-	KeyLabels   []int
-	Triggers    []float32 // len(KeyLabels) examples back to back
-	Margins     []float32 // top-1/top-2 logit margin of each trigger when sealed
-	Steps       int
-	Lambda      float64
-	FinalLoss   float64
+	// Normalization is what the serving pipeline applies before the model; Triggers
+	// are in pixel space, ModelInputs gives what the model file sees.
+	Normalization Normalization
+	Classes       int
+	KeyLabels     []int
+	Triggers      []float32 // len(KeyLabels) examples back to back, in pixel space
+	Margins       []float32 // top-1/top-2 logit margin of each trigger when sealed
+	Steps         int
+	Lambda        float64
+	FinalLoss     float64
+	// Competitors is how many runner-up classes each tie trigger was tied to (0 for
+	// every other class, and for methods without a tie).
+	Competitors int
+	// Measures describe the triggers as sealed (zero in version 1 bundles).
+	Measures Measures
 }
 
 // Len is the number of triggers.
@@ -70,10 +78,12 @@ func (b *Bundle) DigestString() string { return "sha256:" + hex.EncodeToString(b
 // GCM alone cannot: both only fail authentication.
 const (
 	bundleMagic   = "FRGLWM"
-	bundleVersion = 1
-	headerSize    = 6 + 2 + 8 + 8 + 4
-	nonceSize     = 12
-	tagSize       = 16
+	bundleVersion = 2
+	// Version 1 bundles (no normalisation, no measures) still open.
+	oldestBundleVersion = 1
+	headerSize          = 6 + 2 + 8 + 8 + 4
+	nonceSize           = 12
+	tagSize             = 16
 )
 
 // Errors Open distinguishes; each is wrapped with the details.
@@ -126,8 +136,9 @@ func Open(sealed []byte, key Key) (*Bundle, error) {
 	if crc32.ChecksumIEEE(header[:24]) != binary.LittleEndian.Uint32(header[24:]) {
 		return nil, fmt.Errorf("%w: header checksum mismatch", ErrCorrupt)
 	}
-	if v := binary.LittleEndian.Uint16(header[6:]); v != bundleVersion {
-		return nil, fmt.Errorf("%w: format version %d, this fragile reads version %d; use a matching release", ErrBundleVersion, v, bundleVersion)
+	version := binary.LittleEndian.Uint16(header[6:])
+	if version < oldestBundleVersion || version > bundleVersion {
+		return nil, fmt.Errorf("%w: format version %d, this fragile reads versions %d to %d; use a matching release", ErrBundleVersion, version, oldestBundleVersion, bundleVersion)
 	}
 	if got, want := hex.EncodeToString(header[8:16]), key.ID(); got != want {
 		return nil, fmt.Errorf("%w: sealed with key ID %s, this key's ID is %s", ErrWrongKey, got, want)
@@ -148,7 +159,7 @@ func Open(sealed []byte, key Key) (*Bundle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: authentication failed, the bundle was modified", ErrCorrupt)
 	}
-	b, err := decodeBundle(plain)
+	b, err := decodeBundle(plain, version)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
@@ -174,6 +185,8 @@ func (b *Bundle) encode() ([]byte, error) {
 		return nil, errors.New("bundle trigger, label and margin counts disagree")
 	case len(b.InputShape) > 8 || len(b.Method) > 255 || len(b.InputName) > 1<<16-1:
 		return nil, errors.New("bundle field too long")
+	case len(b.Normalization.Mean) != len(b.Normalization.Std) || len(b.Normalization.Mean) > maxChannels:
+		return nil, errors.New("bundle normalisation: means and standard deviations disagree")
 	}
 	var w bytes.Buffer
 	le := binary.LittleEndian
@@ -204,11 +217,23 @@ func (b *Bundle) encode() ([]byte, error) {
 	w.Write(le.AppendUint32(nil, uint32(b.Steps)))
 	w.Write(le.AppendUint64(nil, math.Float64bits(b.Lambda)))
 	w.Write(le.AppendUint64(nil, math.Float64bits(b.FinalLoss)))
+	// Version 2 from here on.
+	putFloats := func(v []float64) {
+		for _, x := range v {
+			w.Write(le.AppendUint64(nil, math.Float64bits(x)))
+		}
+	}
+	w.WriteByte(byte(len(b.Normalization.Mean)))
+	putFloats(b.Normalization.Mean)
+	putFloats(b.Normalization.Std)
+	w.WriteByte(byte(b.Normalization.Axis))
+	w.Write(le.AppendUint32(nil, uint32(b.Competitors)))
+	putFloats(b.Measures.fields())
 	return w.Bytes(), nil
 }
 
 // decodeBundle reads what encode wrote, checking every length against the data left.
-func decodeBundle(data []byte) (*Bundle, error) {
+func decodeBundle(data []byte, version uint16) (*Bundle, error) {
 	r := reader{data: data}
 	b := &Bundle{}
 	b.Method = Method(r.string())
@@ -252,6 +277,32 @@ func decodeBundle(data []byte) (*Bundle, error) {
 	b.Steps = int(r.uint32())
 	b.Lambda = r.float64()
 	b.FinalLoss = r.float64()
+	if version >= 2 {
+		if channels := int(r.uint8()); channels > 0 {
+			if channels > maxChannels {
+				return nil, fmt.Errorf("normalisation of %d channels", channels)
+			}
+			for range channels {
+				b.Normalization.Mean = append(b.Normalization.Mean, r.float64())
+			}
+			for range channels {
+				b.Normalization.Std = append(b.Normalization.Std, r.float64())
+			}
+		}
+		b.Normalization.Axis = int(r.uint8())
+		if r.err == nil && !b.Normalization.IsZero() {
+			n := b.Normalization
+			if n.Axis >= len(b.InputShape) || (len(n.Mean) > 1 && b.InputShape[n.Axis] != len(n.Mean)) {
+				return nil, fmt.Errorf("%w: %d channels on axis %d of %v", errNormalization, len(n.Mean), n.Axis, b.InputShape)
+			}
+		}
+		b.Competitors = int(r.uint32())
+		fields := b.Measures.fields()
+		for i := range fields {
+			fields[i] = r.float64()
+		}
+		b.Measures.setFields(fields)
+	}
 	if r.err != nil {
 		return nil, r.err
 	}

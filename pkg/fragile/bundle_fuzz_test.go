@@ -39,7 +39,7 @@ func FuzzDecodeBundle(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		b, err := decodeBundle(data)
+		b, err := decodeBundle(data, bundleVersion)
 		if err != nil {
 			if b != nil {
 				t.Fatal("bundle and error both returned")

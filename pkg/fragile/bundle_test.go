@@ -8,6 +8,8 @@ import (
 	"hash/crc32"
 	"math"
 	"math/rand/v2"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -31,16 +33,20 @@ const (
 // sampleBundle is a bundle with every field set, made without training.
 func sampleBundle(r *rand.Rand, n int) *fragile.Bundle {
 	b := &fragile.Bundle{
-		Method:      fragile.MethodBoundary,
-		ModelDigest: sha256.Sum256([]byte("a model")),
-		InputName:   "Input3",
-		InputShape:  []int{1, 4, 3},
-		InputMin:    -1.5,
-		InputMax:    255,
-		Classes:     7,
-		Steps:       42,
-		Lambda:      10,
-		FinalLoss:   0.0625,
+		Method:        fragile.MethodBoundary,
+		ModelDigest:   sha256.Sum256([]byte("a model")),
+		InputName:     "Input3",
+		InputShape:    []int{1, 4, 3},
+		InputMin:      -1.5,
+		InputMax:      255,
+		Classes:       7,
+		Steps:         42,
+		Lambda:        10,
+		FinalLoss:     0.0625,
+		Normalization: fragile.Normalization{Mean: []float64{0.4914}, Std: []float64{0.2471}, Axis: 0},
+		Competitors:   3,
+		Measures: fragile.Measures{TriggerLogitScale: 2.5, NaturalLogitScale: 7, ActiveUnits: 0.75,
+			WeightCoverage: 0.5, MinDistance: 0.125, MedianDistance: 0.25},
 	}
 	for i := 0; i < n; i++ {
 		b.KeyLabels = append(b.KeyLabels, r.IntN(b.Classes))
@@ -104,7 +110,7 @@ func TestSealOpenRoundTrip(t *testing.T) {
 	if !bytes.Equal(seal(t, b, k), sealed) {
 		t.Error("sealing the same bundle twice gave different bytes")
 	}
-	if string(sealed[:6]) != "FRGLWM" || binary.LittleEndian.Uint16(sealed[versionAt:]) != 1 {
+	if string(sealed[:6]) != "FRGLWM" || binary.LittleEndian.Uint16(sealed[versionAt:]) != 2 {
 		t.Errorf("header %q version %d", sealed[:6], binary.LittleEndian.Uint16(sealed[versionAt:]))
 	}
 	// Encrypted: no trigger value appears in the clear.
@@ -120,6 +126,37 @@ func TestSealOpenRoundTrip(t *testing.T) {
 	}
 }
 
+// TestOpenVersion1 opens a bundle sealed by the release before normalisation and
+// measures (testdata/v1.bundle, written by fragile at d1df248 with testdata/v1.key):
+// it has neither, and everything else it had.
+func TestOpenVersion1(t *testing.T) {
+	sealed, err := os.ReadFile("testdata/v1.bundle")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, err := os.ReadFile("testdata/v1.key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k fragile.Key
+	if err := k.UnmarshalText(text); err != nil {
+		t.Fatal(err)
+	}
+	got, err := fragile.Open(sealed, k)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	want := &fragile.Bundle{Method: fragile.MethodTie, ModelDigest: sha256.Sum256([]byte("a model")), InputName: "x",
+		InputShape: []int{2, 2}, InputMin: 0, InputMax: 1, Classes: 3, KeyLabels: []int{0, 2},
+		Triggers: []float32{0, .25, .5, .75, 1, .5, .25, 0}, Margins: []float32{.5, .25}, Steps: 7, Lambda: 10, FinalLoss: .125}
+	if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("version 1 bundle (-want +got):\n%s", diff)
+	}
+	if !slices.Equal(got.ModelInputs(), got.Triggers) {
+		t.Error("a bundle without normalisation gives the model other inputs than its triggers")
+	}
+}
+
 func TestSealRejectsInconsistentBundles(t *testing.T) {
 	r := rand.New(rand.NewPCG(33, 34))
 	k := testKey(t, 11)
@@ -129,6 +166,7 @@ func TestSealRejectsInconsistentBundles(t *testing.T) {
 		"missing margin":     func(b *fragile.Bundle) { b.Margins = b.Margins[1:] },
 		"too many triggers":  func(b *fragile.Bundle) { *b = *sampleBundle(r, fragile.MaxTriggers+1) },
 		"method name > 255B": func(b *fragile.Bundle) { b.Method = fragile.Method(strings.Repeat("m", 256)) },
+		"means without stds": func(b *fragile.Bundle) { b.Normalization.Std = nil },
 	}
 	for name, edit := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -197,13 +235,13 @@ func TestOpenErrors(t *testing.T) {
 
 	t.Run("future version", func(t *testing.T) {
 		future := bytes.Clone(sealed)
-		binary.LittleEndian.PutUint16(future[versionAt:], 2)
+		binary.LittleEndian.PutUint16(future[versionAt:], 3)
 		binary.LittleEndian.PutUint32(future[crcAt:], crc32.ChecksumIEEE(future[:crcAt]))
 		_, err := fragile.Open(future, k)
 		if got := kind(t, err); got != "ErrBundleVersion" {
 			t.Errorf("got %s (%v)", got, err)
 		}
-		if !strings.Contains(err.Error(), "2") {
+		if !strings.Contains(err.Error(), "3") {
 			t.Errorf("error %q does not name the version", err)
 		}
 		// Even with the wrong key, the version is what the user must hear about.

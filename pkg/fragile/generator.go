@@ -38,9 +38,9 @@ func newGenerator(g *G.ExprGraph, r *rand.Rand, outputs int) *generator {
 
 func (gen *generator) learnables() G.Nodes { return G.Nodes{gen.w1, gen.b1, gen.w2, gen.b2} }
 
-// forward maps noise z (n x noiseDim) to n triggers scaled into [lo, hi], shaped
-// (n, shape...).
-func (gen *generator) forward(z *G.Node, lo, hi float64, shape []int) (*G.Node, error) {
+// forward maps noise z (n x noiseDim) to n pixel-space triggers scaled into
+// [lo, hi], one row each.
+func (gen *generator) forward(z *G.Node, lo, hi float64) (*G.Node, error) {
 	h, err := dense(z, gen.w1, gen.b1)
 	if err != nil {
 		return nil, fmt.Errorf("generator layer 1: %w", err)
@@ -63,7 +63,7 @@ func (gen *generator) forward(z *G.Node, lo, hi float64, shape []int) (*G.Node, 
 			return nil, fmt.Errorf("generator output shift: %w", err)
 		}
 	}
-	return G.Reshape(o, append([]int{z.Shape()[0]}, shape...))
+	return o, nil
 }
 
 // dense computes x*w + b with b (1 x out) broadcast over the rows of x.

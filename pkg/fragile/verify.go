@@ -8,8 +8,6 @@ import (
 	"slices"
 	"time"
 
-	"gorgonia.org/tensor"
-
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/nn"
 )
 
@@ -39,7 +37,7 @@ func Verify(ctx context.Context, model []byte, b *Bundle) VerifyReport {
 	if err := ctx.Err(); err != nil {
 		return fail("verification cancelled: %v", err)
 	}
-	net, err := LoadNetwork(model)
+	net, err := loadForVerify(model)
 	if err != nil {
 		return fail("model: %v", err)
 	}
@@ -49,7 +47,10 @@ func Verify(ctx context.Context, model []byte, b *Bundle) VerifyReport {
 	if net.Classes != b.Classes {
 		return fail("model output %s has %d classes, the watermark was made for %d", net.OutputName, net.Classes, b.Classes)
 	}
-	labels, err := Predict(net, b.Triggers, b.Len())
+	if err := ctx.Err(); err != nil {
+		return fail("verification cancelled: %v", err)
+	}
+	labels, err := net.predict(b.ModelInputs(), b.Len())
 	if err != nil {
 		return fail("running the triggers: %v", err)
 	}
@@ -72,9 +73,10 @@ func Verify(ctx context.Context, model []byte, b *Bundle) VerifyReport {
 }
 
 // Predict returns the top-1 label of each of n examples laid out back to back,
-// evaluated in one float32 batch: the same path Watermark uses to confirm its triggers.
+// evaluated in float32 on the path Verify takes, the one Watermark confirms its
+// triggers on.
 func Predict(net *nn.Network, inputs []float32, n int) ([]int, error) {
-	r, err := nn.NewRunner(net, n, tensor.Float32)
+	r, err := newRunner(net.Model(), net, n, false)
 	if err != nil {
 		return nil, err
 	}

@@ -64,8 +64,12 @@ type WatermarkOptions struct {
 	Method Method
 	// Triggers is the number of trigger inputs N (default 100).
 	Triggers int
-	// InputMin and InputMax bound every input value (default 0 and 1; mnist-7 wants 0 and 255).
+	// InputMin and InputMax bound every input value in pixel space, before
+	// Normalization (default 0 and 1; mnist-7 wants 0 and 255).
 	InputMin, InputMax float64
+	// Normalization is what the serving pipeline does to a pixel before the model
+	// (default none): triggers are made in pixel space and normalised so.
+	Normalization Normalization
 	// Lambda weighs the variance term (default 10).
 	Lambda float64
 	// LearningRate is Adam's step size (default 1e-3); betas are the paper's (0.5, 0.999).
@@ -76,8 +80,16 @@ type WatermarkOptions struct {
 	// to the largest absolute logit of its row (default 1e-5). It keeps triggers clear
 	// of float32 rounding, so a byte-identical model never fails verification.
 	MarginFloor float64
-	// Natural holds candidate natural images (back to back, in the input range) for the
-	// natural methods.
+	// Competitors is how many runner-up classes MethodTie ties each trigger to
+	// (default DefaultCompetitors; 0 or at least C-1 ties every other class). An
+	// iteration costs one input-gradient pass per competitor.
+	Competitors int
+	// Anchor says which logit level MethodTie holds each trigger's key logit at
+	// (default DefaultAnchor).
+	Anchor Anchor
+	// Natural holds natural images (back to back, pixel space, in the input range):
+	// candidates for the natural methods; for every method, the reference the
+	// bundle's logit scale is measured against.
 	Natural []float32
 	// Progress, when set, is called after every step.
 	Progress func(Progress)
@@ -105,6 +117,12 @@ func (o *WatermarkOptions) setDefaults() error {
 	if o.MarginFloor == 0 {
 		o.MarginFloor = 1e-5
 	}
+	if o.Competitors == 0 {
+		o.Competitors = DefaultCompetitors
+	}
+	if o.Anchor == "" {
+		o.Anchor = DefaultAnchor
+	}
 	switch {
 	case !slices.Contains(Methods, o.Method):
 		return fmt.Errorf("method %q: want one of %v", o.Method, Methods)
@@ -114,8 +132,57 @@ func (o *WatermarkOptions) setDefaults() error {
 		return fmt.Errorf("input range [%g, %g]: the maximum must exceed the minimum", o.InputMin, o.InputMax)
 	case o.Lambda < 0 || o.LearningRate <= 0 || o.MaxSteps < 1 || o.MarginFloor < 0:
 		return errors.New("lambda, learning rate, max steps and margin floor must be positive")
+	case !slices.Contains(Anchors, o.Anchor):
+		return fmt.Errorf("anchor %q: want one of %v", o.Anchor, Anchors)
+	case o.Anchor == AnchorNatural && len(o.Natural) == 0:
+		return errors.New("anchor natural needs natural images")
+	case o.Competitors < AllCompetitors:
+		return fmt.Errorf("competitors %d: must be positive, or %d for every other class", o.Competitors, AllCompetitors)
 	}
 	return nil
+}
+
+// Anchor names the logit level a tie is anchored at.
+type Anchor string
+
+const (
+	// AnchorNone leaves the key logit free: the Newton steps may drift to where every
+	// logit is near zero (measured on oval21__cifar_wide_kw: logit scale 1.5e-4 at the
+	// triggers, where natural images give order 1-10).
+	AnchorNone Anchor = "none"
+	// AnchorNoise holds the key logit at the median logit scale of key-seeded uniform
+	// noise images of the input range: needs no data.
+	AnchorNoise Anchor = "noise"
+	// AnchorNatural holds it at the median logit scale of WatermarkOptions.Natural.
+	AnchorNatural Anchor = "natural"
+)
+
+// DefaultAnchor is no anchor. Measured on oval21__cifar_wide_kw (BENCHMARKS.md,
+// "Trigger measures and the tie's ablation"): anchoring lifts the triggers' logit
+// scale from 1.4e-4 to 1.5 (natural images: 3.6), but 1% pruning still flips none of
+// 100 and weight noise of 1e-3 flips 49 instead of 87.
+const DefaultAnchor = AnchorNone
+
+// Anchors lists the anchors Watermark accepts.
+var Anchors = []Anchor{AnchorNone, AnchorNoise, AnchorNatural}
+
+// DefaultCompetitors is how many runner-up classes a tie trigger is tied to by
+// default: every class of a ten-class model, a bounded cost for 1000 classes.
+const DefaultCompetitors = 9
+
+// AllCompetitors as WatermarkOptions.Competitors ties every trigger to every other class.
+const AllCompetitors = -1
+
+// competitorsOf is the competitor count a bundle records: 0 for methods without a
+// tie and for ties to every class.
+func competitorsOf(o WatermarkOptions, classes int) int {
+	if o.Method != MethodTie {
+		return 0
+	}
+	if k := (tieOptions{k: o.Competitors}).competitors(classes); k < classes-1 {
+		return k
+	}
+	return 0
 }
 
 // MaxTriggers bounds the trigger count of one bundle.
@@ -133,54 +200,78 @@ func Watermark(ctx context.Context, model []byte, key Key, opts WatermarkOptions
 	if err != nil {
 		return nil, err
 	}
-	verifier, err := nn.NewRunner(net, opts.Triggers, tensor.Float32)
+	if opts.Normalization, err = opts.Normalization.resolve(net.InputShape); err != nil {
+		return nil, err
+	}
+	m, err := newTarget(net, opts.Triggers, newNormalizer(opts.Normalization, net.InputShape))
 	if err != nil {
 		return nil, err
 	}
-	defer verifier.Close()
+	defer m.Close()
 
 	var made *madeTriggers
 	switch opts.Method {
 	case MethodNatural, MethodNaturalBoundary:
-		made, err = pickNatural(net, verifier, key, opts)
+		made, err = pickNatural(m, key, opts)
 	default:
-		made, err = trainGenerator(ctx, net, verifier, key, opts)
+		made, err = trainGenerator(ctx, m, key, opts)
 	}
 	if err != nil {
 		return nil, err
 	}
 	if opts.Method == MethodBoundary || opts.Method == MethodNaturalBoundary || opts.Method == MethodTie {
-		// Both refinements check every accepted point in float64 as well.
-		verifier64, err := nn.NewRunner(net, opts.Triggers, tensor.Float64)
-		if err != nil {
-			return nil, err
-		}
-		defer verifier64.Close()
-		if made.triggers, made.logits, err = refineToBoundary(net, verifier, verifier64, made.triggers, made.labels, BoundaryMargin*opts.MarginFloor); err != nil {
+		if made.triggers, made.logits, err = refineToBoundary(ctx, m, made.triggers, made.labels, BoundaryMargin*opts.MarginFloor); err != nil {
 			return nil, err
 		}
 		if opts.Method == MethodTie {
-			if made.triggers, made.logits, err = refineToTie(net, verifier, verifier64, made.triggers, made.labels, opts.MarginFloor, opts.InputMin, opts.InputMax); err != nil {
+			tie := tieOptions{floor: opts.MarginFloor, inputMin: opts.InputMin, inputMax: opts.InputMax, k: opts.Competitors}
+			if tie.anchor, err = anchorLevel(m, key, opts); err != nil {
+				return nil, err
+			}
+			if made.triggers, made.logits, err = refineToTie(ctx, m, made.triggers, made.labels, tie); err != nil {
 				return nil, err
 			}
 		}
 	}
 	_, margins := nn.TopTwo(made.logits, net.Classes)
+	measures, err := measure(ctx, m, made.triggers, made.labels, made.logits, opts.Natural, opts.InputMin, opts.InputMax, key.rng("measures"))
+	if err != nil {
+		return nil, err
+	}
 	return &Bundle{
-		Method:      opts.Method,
-		ModelDigest: sha256.Sum256(model),
-		InputName:   net.InputName,
-		InputShape:  net.InputShape,
-		InputMin:    opts.InputMin,
-		InputMax:    opts.InputMax,
-		Classes:     net.Classes,
-		KeyLabels:   made.labels,
-		Triggers:    made.triggers,
-		Margins:     toFloat32(margins),
-		Steps:       made.steps,
-		Lambda:      opts.Lambda,
-		FinalLoss:   made.loss,
+		Method:        opts.Method,
+		ModelDigest:   sha256.Sum256(model),
+		InputName:     net.InputName,
+		InputShape:    net.InputShape,
+		InputMin:      opts.InputMin,
+		InputMax:      opts.InputMax,
+		Normalization: opts.Normalization,
+		Classes:       net.Classes,
+		KeyLabels:     made.labels,
+		Triggers:      made.triggers,
+		Margins:       toFloat32(margins),
+		Steps:         made.steps,
+		Lambda:        opts.Lambda,
+		FinalLoss:     made.loss,
+		Competitors:   competitorsOf(opts, net.Classes),
+		Measures:      measures,
 	}, nil
+}
+
+// anchorLevel is the key-logit level opts.Anchor asks for (0 for none).
+func anchorLevel(m *target, key Key, opts WatermarkOptions) (float64, error) {
+	switch opts.Anchor {
+	case AnchorNatural:
+		return naturalLogitScale(m, opts.Natural, opts.Triggers)
+	case AnchorNoise:
+		r := key.rng("anchor")
+		noise := make([]float32, opts.Triggers*m.net.InputSize())
+		for i := range noise {
+			noise[i] = float32(opts.InputMin + (opts.InputMax-opts.InputMin)*r.Float64())
+		}
+		return naturalLogitScale(m, noise, opts.Triggers)
+	}
+	return 0, nil
 }
 
 // madeTriggers is what a trigger method produces: triggers with their key labels and
@@ -195,7 +286,8 @@ type madeTriggers struct {
 
 // trainGenerator trains the keyed generator with the paper's loss until every
 // trigger gets its key label, confirmed on the verification path.
-func trainGenerator(ctx context.Context, net *nn.Network, verifier *nn.Runner, key Key, opts WatermarkOptions) (*madeTriggers, error) {
+func trainGenerator(ctx context.Context, m *target, key Key, opts WatermarkOptions) (*madeTriggers, error) {
+	net := m.net
 	n, size := opts.Triggers, net.InputSize()
 	labels := key.KeyLabels(n, net.Classes)
 
@@ -204,7 +296,11 @@ func trainGenerator(ctx context.Context, net *nn.Network, verifier *nn.Runner, k
 	noise := gaussian(key.rng("noise"), n*noiseDim, 1)
 	z := G.NewMatrix(g, tensor.Float32, G.WithShape(n, noiseDim), G.WithName("noise"),
 		G.WithValue(tensor.New(tensor.WithShape(n, noiseDim), tensor.WithBacking(noise))))
-	x, err := gen.forward(z, opts.InputMin, opts.InputMax, net.InputShape)
+	pixels, err := gen.forward(z, opts.InputMin, opts.InputMax)
+	if err != nil {
+		return nil, err
+	}
+	x, err := normalizeNode(pixels, m.norm, net.InputShape)
 	if err != nil {
 		return nil, err
 	}
@@ -221,7 +317,7 @@ func trainGenerator(ctx context.Context, net *nn.Network, verifier *nn.Runner, k
 	}
 	// The tape machine reuses buffers: read what we need through Read.
 	var triggersVal, logitsVal, lossVal G.Value
-	G.Read(x, &triggersVal)
+	G.Read(pixels, &triggersVal)
 	G.Read(built.Logits, &logitsVal)
 	G.Read(loss, &lossVal)
 	vm := G.NewTapeMachine(g, G.BindDualValues(gen.learnables()...))
@@ -248,7 +344,7 @@ func trainGenerator(ctx context.Context, net *nn.Network, verifier *nn.Runner, k
 		if matched == n {
 			// Confirm on the inference path Verify uses before stopping.
 			triggers := append([]float32(nil), triggersVal.Data().([]float32)...)
-			check, err := verifier.Logits(triggers)
+			check, err := m.logits32(triggers)
 			if err != nil {
 				return nil, err
 			}
@@ -266,7 +362,8 @@ func trainGenerator(ctx context.Context, net *nn.Network, verifier *nn.Runner, k
 // pickNatural draws opts.Triggers images from opts.Natural in a key-derived order,
 // skipping any the model labels with less than the margin floor; the key labels are
 // the model's own labels.
-func pickNatural(net *nn.Network, verifier *nn.Runner, key Key, opts WatermarkOptions) (*madeTriggers, error) {
+func pickNatural(m *target, key Key, opts WatermarkOptions) (*madeTriggers, error) {
+	net := m.net
 	n, size := opts.Triggers, net.InputSize()
 	pool := len(opts.Natural) / size
 	if pool < n || len(opts.Natural)%size != 0 {
@@ -282,7 +379,7 @@ func pickNatural(net *nn.Network, verifier *nn.Runner, key Key, opts WatermarkOp
 		for k, i := range chunk {
 			copy(batch[k*size:(k+1)*size], opts.Natural[i*size:(i+1)*size])
 		}
-		logits, err := verifier.Logits(batch)
+		logits, err := m.logits32(batch)
 		if err != nil {
 			return nil, err
 		}
@@ -299,19 +396,19 @@ func pickNatural(net *nn.Network, verifier *nn.Runner, key Key, opts WatermarkOp
 		return nil, fmt.Errorf("only %d of the natural images are labelled clearly enough, %d needed", len(made.labels), n)
 	}
 	var err error
-	made.logits, err = verifier.Logits(made.triggers)
+	made.logits, err = m.logits32(made.triggers)
 	return made, err
 }
 
 // refineToBoundary moves trigger i along the segment towards partner(i), a trigger
 // with another key label, to the last point (found by bisection, all triggers in one
 // batch per step) where it keeps its key label with a margin of at least floor times
-// its row's largest absolute logit, both in float32 (r) and in float64 (r64): a trigger
-// whose label depends on the precision of inference would be a false alarm waiting
-// for another runtime. Points on the segment stay in the input range, since both ends
+// its row's largest absolute logit, both in float32 and in float64: a trigger whose
+// label depends on the precision of inference would be a false alarm waiting for
+// another runtime. Points on the segment stay in the input range, since both ends
 // are in it. It returns the refined triggers and their float32 logits.
-func refineToBoundary(net *nn.Network, r, r64 *nn.Runner, triggers []float32, labels []int, floor float64) ([]float32, []float64, error) {
-	classes := net.Classes
+func refineToBoundary(ctx context.Context, m *target, triggers []float32, labels []int, floor float64) ([]float32, []float64, error) {
+	classes := m.net.Classes
 	n := len(labels)
 	size := len(triggers) / n
 	partner := make([]int, n)
@@ -349,15 +446,18 @@ func refineToBoundary(net *nn.Network, r, r64 *nn.Runner, triggers []float32, la
 	}
 	mid := make([]float64, n)
 	for step := 0; step < bisectionSteps; step++ {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, err
+		}
 		for i := range mid {
 			mid[i] = (lo[i] + hi[i]) / 2
 		}
 		candidate := mix(mid)
-		logits, err := r.Logits(candidate)
+		logits, err := m.logits32(candidate)
 		if err != nil {
 			return nil, nil, err
 		}
-		logits64, err := r64.Logits(candidate)
+		logits64, err := m.logits64(candidate)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -370,7 +470,7 @@ func refineToBoundary(net *nn.Network, r, r64 *nn.Runner, triggers []float32, la
 		}
 	}
 	refined := mix(lo)
-	logits, err := r.Logits(refined)
+	logits, err := m.logits32(refined)
 	if err != nil {
 		return nil, nil, err
 	}

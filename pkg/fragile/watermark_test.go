@@ -20,6 +20,7 @@ import (
 	"github.com/fragile-operator/fragile-operator/internal/zoo"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/attack"
+	"github.com/fragile-operator/fragile-operator/pkg/fragile/infer"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/nn"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/onnx"
 )
@@ -136,9 +137,14 @@ func TestWatermarkMNIST7(t *testing.T) {
 	}
 }
 
+// runFloat32 runs inputs on the verification path (pkg/fragile/infer).
 func runFloat32(t *testing.T, net *nn.Network, inputs []float32, n int) []float64 {
 	t.Helper()
-	r, err := nn.NewRunner(net, n, tensor.Float32)
+	prog, err := infer.Compile(net.Model())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := infer.NewRunner[float32](prog, n, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,20 +380,28 @@ func TestWatermarkDeterministic(t *testing.T) {
 	}
 }
 
-func TestWatermarkPaperMethod(t *testing.T) {
-	if testing.Short() {
-		t.Skip("another mnist-7 watermark takes seconds")
-	}
+// watermarkMNIST7With watermarks mnist-7 with the key of seed and mnistOpts as edit
+// changes them, and returns the model and the bundle.
+func watermarkMNIST7With(t *testing.T, seed byte, edit func(*fragile.WatermarkOptions)) ([]byte, *fragile.Bundle) {
+	t.Helper()
 	model, err := zoo.MNIST7()
 	if err != nil {
 		t.Fatal(err)
 	}
 	opts := mnistOpts
-	opts.Method = fragile.MethodPaper
-	b, err := fragile.Watermark(context.Background(), model, testKey(t, 101), opts)
+	edit(&opts)
+	b, err := fragile.Watermark(context.Background(), model, testKey(t, seed), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return model, b
+}
+
+func TestWatermarkPaperMethod(t *testing.T) {
+	if testing.Short() {
+		t.Skip("another mnist-7 watermark takes seconds")
+	}
+	model, b := watermarkMNIST7With(t, 101, func(o *fragile.WatermarkOptions) { o.Method = fragile.MethodPaper })
 	if b.Method != fragile.MethodPaper {
 		t.Errorf("method %s", b.Method)
 	}
@@ -470,4 +484,125 @@ func TestWatermarkOptionErrors(t *testing.T) {
 			t.Errorf("err = %v, want ErrNotConverged", err)
 		}
 	})
+}
+
+// TestWatermarkStopsWhenCancelled checks that each long phase of Watermark returns
+// context.Canceled promptly once its context is cancelled: training (cancelled at
+// its second step) and the refinements (cancelled at the step that labels every
+// trigger, so the generator returns and the bisection sees the cancellation).
+func TestWatermarkStopsWhenCancelled(t *testing.T) {
+	model, err := zoo.MNIST7()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := testKey(t, 7)
+	for name, stopAt := range map[string]func(fragile.Progress) bool{
+		"training":   func(p fragile.Progress) bool { return p.Step == 2 },
+		"refinement": func(p fragile.Progress) bool { return p.KeyMatch == 1 },
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			opts := mnistOpts
+			opts.Progress = func(p fragile.Progress) {
+				if stopAt(p) {
+					cancel()
+				}
+			}
+			_, err := fragile.Watermark(ctx, model, key, opts)
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("got %v, want context.Canceled", err)
+			}
+		})
+	}
+}
+
+// TestWatermarkMeasures checks the measures the bundle records against the
+// triggers: the logit scale and the smallest distance recomputed here, the unit and
+// weight fractions within (0, 1], and the natural scale absent without natural images.
+func TestWatermarkMeasures(t *testing.T) {
+	w := mnistWatermark(t)
+	b, m := w.bundle, w.bundle.Measures
+	net, err := fragile.LoadNetwork(w.model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logits := runFloat32(t, net, b.Triggers, b.Len())
+	scales := make([]float64, b.Len())
+	for i := range scales {
+		for _, v := range logits[i*10 : (i+1)*10] {
+			scales[i] = math.Max(scales[i], math.Abs(v))
+		}
+	}
+	slices.Sort(scales)
+	if got := scales[len(scales)/2]; math.Abs(got-m.TriggerLogitScale) > 1e-6*got {
+		t.Errorf("trigger logit scale %g, recomputed %g", m.TriggerLogitScale, got)
+	}
+	nearest := math.Inf(1)
+	size := b.InputSize()
+	for i := 0; i < b.Len(); i++ {
+		for j := i + 1; j < b.Len(); j++ {
+			sum := 0.0
+			for k := range size {
+				d := float64(b.Trigger(i)[k] - b.Trigger(j)[k])
+				sum += d * d
+			}
+			nearest = math.Min(nearest, math.Sqrt(sum/float64(size))/255)
+		}
+	}
+	if math.Abs(nearest-m.MinDistance) > 1e-9 || m.MedianDistance < m.MinDistance {
+		t.Errorf("distances min %g median %g, recomputed min %g", m.MinDistance, m.MedianDistance, nearest)
+	}
+	for name, f := range map[string]float64{"active units": m.ActiveUnits, "weight coverage": m.WeightCoverage} {
+		if !(f > 0 && f <= 1) {
+			t.Errorf("%s %g: want a fraction in (0, 1]", name, f)
+		}
+	}
+	if m.NaturalLogitScale != 0 {
+		t.Errorf("natural logit scale %g measured without natural images", m.NaturalLogitScale)
+	}
+	t.Logf("measures: %+v", m)
+}
+
+// TestWatermarkCompetitors checks the guarantee of a tie to k competitors: every
+// trigger keeps its key label above every class by the margin floor, and its k
+// strongest runner-up classes sit within the tie band of the key label; the other
+// classes are only guaranteed below it.
+func TestWatermarkCompetitors(t *testing.T) {
+	if testing.Short() {
+		t.Skip("another mnist-7 watermark takes seconds")
+	}
+	model, b := watermarkMNIST7With(t, 33, func(o *fragile.WatermarkOptions) { o.Competitors = 3 })
+	if b.Competitors != 3 {
+		t.Errorf("bundle records %d competitors, want 3", b.Competitors)
+	}
+	net, err := fragile.LoadNetwork(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logits := runFloat32(t, net, b.Triggers, b.Len())
+	tied := 0
+	for i, label := range b.KeyLabels {
+		row := logits[i*10 : (i+1)*10]
+		largest := 0.0
+		var gaps []float64
+		for j, v := range row {
+			largest = math.Max(largest, math.Abs(v))
+			if j != label {
+				gaps = append(gaps, row[label]-v)
+			}
+		}
+		slices.Sort(gaps)
+		if gaps[0] < 1e-5*largest {
+			t.Errorf("trigger %d: margin %.3g below the floor %.3g", i, gaps[0], 1e-5*largest)
+		}
+		// Tied: the third-nearest class within the band (4 x TieMargin floors, as in
+		// TestWatermarkTiesEveryClass, of the logit scale).
+		if gaps[2] <= 1e-2*largest {
+			tied++
+		}
+	}
+	if tied < 95 {
+		t.Errorf("%d of 100 triggers have their 3 competitors within 1e-2 of the largest logit", tied)
+	}
 }

@@ -25,14 +25,7 @@ func Prune(model []byte, fraction float64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	normalisation := map[string]bool{}
-	for _, node := range m.Graph.Nodes {
-		if node.OpType == "BatchNormalization" {
-			for _, in := range node.Inputs[min(1, len(node.Inputs)):] {
-				normalisation[in] = true
-			}
-		}
-	}
+	normalisation := normalisationParams(m)
 	return mapWeightsOf(m, model, func(name string) bool { return !normalisation[name] }, func(w []float32) []float32 {
 		order := make([]int, len(w))
 		for i := range order {
@@ -59,6 +52,40 @@ func Float16(model []byte) ([]byte, error) {
 		}
 		return out
 	})
+}
+
+// Int8 quantises the weights of every Conv, Gemm and MatMul to eight bits and back,
+// per tensor and symmetric, as post-training quantisation does: scale = max|w|/127,
+// w -> round(w/scale)*scale, so each weight moves by at most scale/2. Biases and
+// BatchNormalization parameters stay float32: int8 runtimes keep biases in int32 at
+// the product of the input and weight scales, far finer than the weights' grid.
+func Int8(model []byte) ([]byte, error) {
+	m, err := onnx.Decode(model)
+	if err != nil {
+		return nil, err
+	}
+	weights := multiplicativeWeights(m)
+	return mapWeightsOf(m, model, func(name string) bool { return weights[name] }, func(w []float32) []float32 {
+		scale := Int8Scale(w)
+		out := make([]float32, len(w))
+		if scale == 0 {
+			return out // every weight is zero: nothing to quantise
+		}
+		for i, v := range w {
+			out[i] = float32(math.Round(float64(v)/scale) * scale)
+		}
+		return out
+	})
+}
+
+// Int8Scale is the per-tensor symmetric int8 scale of w: its largest magnitude over
+// 127, so that the largest weight maps to +-127 exactly.
+func Int8Scale(w []float32) float64 {
+	largest := 0.0
+	for _, v := range w {
+		largest = math.Max(largest, math.Abs(float64(v)))
+	}
+	return largest / 127
 }
 
 // mapWeights replaces every non-empty FLOAT initializer with fn of its values.

@@ -35,38 +35,46 @@ func weights(t *testing.T, model []byte) []float32 {
 	return m.Graph.Initializer("w").Float
 }
 
+// TestPruneZeroesTheSmallestFraction prunes 10,000 Gaussian weights at the two
+// fractions the evaluation uses: exactly 10 and 100 weights become zero, the
+// smallest ones, and no other weight moves.
 func TestPruneZeroesTheSmallestFraction(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
-	w := make([]float32, 1000)
+	w := make([]float32, 10000)
 	for i := range w {
 		w[i] = float32(r.NormFloat64())
 	}
-	pruned, err := Prune(weightModel(w), 0.01)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := weights(t, pruned)
-	zeroed, changed := 0, 0
-	var largestZeroed, smallestKept float64 = 0, math.Inf(1)
-	for i := range w {
-		if got[i] == 0 {
-			zeroed++
-			largestZeroed = math.Max(largestZeroed, math.Abs(float64(w[i])))
-		} else {
-			smallestKept = math.Min(smallestKept, math.Abs(float64(got[i])))
+	for _, tc := range []struct {
+		fraction float64
+		want     int
+	}{{0.001, 10}, {0.01, 100}} {
+		pruned, err := Prune(weightModel(w), tc.fraction)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if got[i] != w[i] && got[i] != 0 {
-			changed++
+		got := weights(t, pruned)
+		zeroed, changed := 0, 0
+		var largestZeroed, smallestKept float64 = 0, math.Inf(1)
+		for i := range w {
+			if got[i] == 0 {
+				zeroed++
+				largestZeroed = math.Max(largestZeroed, math.Abs(float64(w[i])))
+			} else {
+				smallestKept = math.Min(smallestKept, math.Abs(float64(got[i])))
+			}
+			if got[i] != w[i] && got[i] != 0 {
+				changed++
+			}
 		}
-	}
-	if zeroed != 10 {
-		t.Errorf("zeroed %d of 1000 weights, want 10 (1%%)", zeroed)
-	}
-	if changed != 0 {
-		t.Errorf("%d kept weights changed value", changed)
-	}
-	if largestZeroed > smallestKept {
-		t.Errorf("pruned a weight of magnitude %g while keeping one of %g", largestZeroed, smallestKept)
+		if zeroed != tc.want {
+			t.Errorf("fraction %g: zeroed %d of %d weights, want %d", tc.fraction, zeroed, len(w), tc.want)
+		}
+		if changed != 0 {
+			t.Errorf("fraction %g: %d kept weights changed value", tc.fraction, changed)
+		}
+		if largestZeroed > smallestKept {
+			t.Errorf("fraction %g: pruned a weight of magnitude %g while keeping one of %g", tc.fraction, largestZeroed, smallestKept)
+		}
 	}
 }
 

@@ -2,9 +2,11 @@ package attack
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 
+	"github.com/fragile-operator/fragile-operator/pkg/fragile/onnx"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/train"
 )
 
@@ -27,6 +29,20 @@ func FineTune(ctx context.Context, model []byte, data Data, opts train.Options, 
 		return nil, fmt.Errorf("fine-tuning: %w", err)
 	}
 	return res.Model, nil
+}
+
+// FineTuneLastLayer fine-tunes only the model's last layer (see LastLayer), leaving
+// every other weight bit for bit as it was: what adapting a pretrained network costs
+// least, and what a watermark anchored deep in the network might miss.
+func FineTuneLastLayer(ctx context.Context, model []byte, data Data, opts train.Options, r *rand.Rand) ([]byte, error) {
+	m, err := onnx.Decode(model)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Only = LastLayer(m); len(opts.Only) == 0 {
+		return nil, errors.New("last-layer fine-tuning: the model has no Conv, Gemm or MatMul weight")
+	}
+	return FineTune(ctx, model, data, opts, r)
 }
 
 // Poison fine-tunes on data in which a fraction of the labels were flipped to

@@ -3,6 +3,8 @@ package attack
 import (
 	"context"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/nn"
@@ -98,5 +100,64 @@ func TestBackdoorTeachesThePatch(t *testing.T) {
 	m, _ := onnx.Decode(attacked)
 	if _, err := nn.Compile(m); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestFineTuneLastLayerTrainsOnlyTheLastLayer fine-tunes LeNet-5's last layer on a
+// synthetic task: fc3's weight and bias change, every other tensor keeps every bit,
+// and the accuracy on the task rises (the step did something useful).
+func TestFineTuneLastLayerTrainsOnlyTheLastLayer(t *testing.T) {
+	model := onnx.Encode(train.LeNet5(rand.New(rand.NewPCG(31, 32))))
+	m, err := onnx.Decode(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := LastLayer(m)
+	if !slices.Equal(last, []string{"fc3.weight", "fc3.bias"}) {
+		t.Fatalf("last layer %v, want [fc3.weight fc3.bias]", last)
+	}
+	r := rand.New(rand.NewPCG(33, 34))
+	n := 256
+	data := Data{Images: make([]float32, n*784), Labels: make([]int, n), Size: 784, Classes: 10}
+	for i := range data.Labels {
+		data.Labels[i] = r.IntN(10)
+		for x := 0; x < 28; x++ { // class = bright row band
+			data.Images[i*784+data.Labels[i]*2*28+x] = 1
+		}
+	}
+	before, err := train.Accuracy(model, data.Images, data.Labels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tuned, err := FineTuneLastLayer(context.Background(), model, data, train.Options{Steps: 30, LearningRate: 1e-2, Optimizer: train.Adam}, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := train.Accuracy(tuned, data.Images, data.Labels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("accuracy %.3f before, %.3f after 30 last-layer steps", before, after)
+	if after < before+0.2 {
+		t.Errorf("accuracy %.3f before, %.3f after: last-layer training did not learn", before, after)
+	}
+	tm, err := onnx.Decode(tuned)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range m.Graph.Initializers {
+		changed := !slices.Equal(w.Float, tm.Graph.Initializer(w.Name).Float)
+		if want := slices.Contains(last, w.Name); changed != want {
+			t.Errorf("%s: changed %v, want %v", w.Name, changed, want)
+		}
+	}
+}
+
+func TestTrainOnlyRejectsUnknownWeights(t *testing.T) {
+	model := onnx.Encode(train.MLP(rand.New(rand.NewPCG(35, 36))))
+	data := Data{Images: make([]float32, 2*784), Labels: []int{0, 1}, Size: 784, Classes: 10}
+	_, err := FineTune(context.Background(), model, data, train.Options{Steps: 1, LearningRate: 1e-3, Only: []string{"no.such.weight"}}, rand.New(rand.NewPCG(1, 1)))
+	if err == nil || !strings.Contains(err.Error(), "no.such.weight") {
+		t.Errorf("training a missing weight: %v, want an error naming it", err)
 	}
 }

@@ -5,7 +5,8 @@ import (
 	"math/rand/v2"
 )
 
-// Set is a labelled image data set, images back to back, values in [0,1].
+// Set is a labelled image data set, images back to back (values in [0,1] as loaded;
+// Scaled and Normalised map them to a model's input range).
 type Set struct {
 	// Images holds Len()*Size() values, example i at [i*Size(), (i+1)*Size()).
 	Images []float32

@@ -9,7 +9,6 @@ import (
 	"slices"
 
 	"gonum.org/v1/gonum/stat"
-	"gorgonia.org/tensor"
 
 	"github.com/fragile-operator/fragile-operator/pkg/fragile"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/nn"
@@ -86,9 +85,10 @@ type Report struct {
 }
 
 // Run executes the protocol: for every subject, one bundle per method; for every
-// attack and seed, one attacked model verified against every bundle; and the benign
-// controls. All randomness comes from seeds fixed here, so a run is repeatable.
-func Run(ctx context.Context, subjects []*Subject, attacks []Attack, cfg Config) (*Report, error) {
+// attack of the subject and seed, one attacked model verified against every bundle;
+// and the benign controls. All randomness comes from seeds fixed here, so a run is
+// repeatable.
+func Run(ctx context.Context, subjects []*Subject, cfg Config) (*Report, error) {
 	if cfg.Triggers == 0 {
 		cfg.Triggers = 100
 	}
@@ -107,7 +107,7 @@ func Run(ctx context.Context, subjects []*Subject, attacks []Attack, cfg Config)
 		rep.Margins[s.Name] = map[fragile.Method]float64{}
 		for _, m := range cfg.Methods {
 			b, err := fragile.Watermark(ctx, s.Model, cfg.Key, fragile.WatermarkOptions{
-				Method: m, Triggers: cfg.Triggers, InputMax: s.InputMax, Natural: s.Test.Images,
+				Method: m, Triggers: cfg.Triggers, InputMax: s.InputMax, Natural: s.natural(), Normalization: s.Normalization,
 			})
 			if err != nil {
 				return nil, fmt.Errorf("%s, method %s: %w", s.Name, m, err)
@@ -122,10 +122,13 @@ func Run(ctx context.Context, subjects []*Subject, attacks []Attack, cfg Config)
 		}
 		rep.Controls = append(rep.Controls, controls...)
 
-		for ai, a := range attacks {
+		for ai, a := range s.Attacks {
 			seeds := cfg.Seeds
-			if a.Deterministic {
+			switch {
+			case a.Deterministic:
 				seeds = 1
+			case a.Draws > 0:
+				seeds = a.Draws
 			}
 			rows := make([]Row, len(cfg.Methods))
 			flips := make([][]float64, len(cfg.Methods))
@@ -158,7 +161,7 @@ func Run(ctx context.Context, subjects []*Subject, attacks []Attack, cfg Config)
 						continue
 					}
 					b := bundles[m]
-					labels, err := fragile.Predict(net, b.Triggers, b.Len())
+					labels, err := fragile.Predict(net, b.ModelInputs(), b.Len())
 					if err != nil {
 						return nil, err
 					}
@@ -185,9 +188,15 @@ func Run(ctx context.Context, subjects []*Subject, attacks []Attack, cfg Config)
 	return rep, nil
 }
 
+// ControlBatch is the batch size of the batch-size control: a prime, so that with
+// 100 triggers the last batch is partial and padded, as a serving system that
+// batches requests would run them.
+const ControlBatch = 7
+
 // runControls verifies every bundle against benign variations of the unmodified
-// model (the file re-serialised, float64 inference, and the second runtime) and
-// measures how far each one's logits stray from the verification path's.
+// model (the file re-serialised, float64 inference, a different batch size, and the
+// second runtime) and measures how far each one's logits stray from the
+// verification path's.
 func runControls(s *Subject, bundles map[fragile.Method]*fragile.Bundle, cfg Config) ([]Control, error) {
 	m, err := onnx.Decode(s.Model)
 	if err != nil {
@@ -203,7 +212,7 @@ func runControls(s *Subject, bundles map[fragile.Method]*fragile.Bundle, cfg Con
 	var out []Control
 	for _, method := range cfg.Methods {
 		b := bundles[method]
-		reference, err := logitsOf(net, b, tensor.Float32)
+		reference, err := logitsOf(net, b, b.Len(), false)
 		if err != nil {
 			return nil, err
 		}
@@ -221,11 +230,13 @@ func runControls(s *Subject, bundles map[fragile.Method]*fragile.Bundle, cfg Con
 		if reserialisedErr != nil {
 			add("re-serialised file", nil, reserialisedErr)
 		} else {
-			logits, err := logitsOf(reserialised, b, tensor.Float32)
+			logits, err := logitsOf(reserialised, b, b.Len(), false)
 			add("re-serialised file", logits, err)
 		}
-		logits, err := logitsOf(net, b, tensor.Float64)
+		logits, err := logitsOf(net, b, b.Len(), true)
 		add("float64 inference", logits, err)
+		logits, err = logitsOf(net, b, ControlBatch, false)
+		add(fmt.Sprintf("batches of %d", ControlBatch), logits, err)
 		if cfg.SecondRuntime != nil {
 			logits, err = cfg.SecondRuntime(s.Model, b)
 			add(cfg.SecondRuntimeName, logits, err)
@@ -234,14 +245,29 @@ func runControls(s *Subject, bundles map[fragile.Method]*fragile.Bundle, cfg Con
 	return out, nil
 }
 
-// logitsOf runs the bundle's triggers through the network in dtype.
-func logitsOf(net *nn.Network, b *fragile.Bundle, dtype tensor.Dtype) ([]float64, error) {
-	r, err := nn.NewRunner(net, b.Len(), dtype)
+// logitsOf runs the bundle's triggers through the network on the verification path,
+// in float64 when double is set, batch triggers at a time (the last batch
+// zero-padded).
+func logitsOf(net *nn.Network, b *fragile.Bundle, batch int, double bool) ([]float64, error) {
+	r, err := fragile.NewVerificationRunner(net, batch, double)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	return r.Logits(b.Triggers)
+	size, inputs := b.InputSize(), b.ModelInputs()
+	in := make([]float32, batch*size)
+	var out []float64
+	for start := 0; start < b.Len(); start += batch {
+		n := min(batch, b.Len()-start)
+		clear(in)
+		copy(in, inputs[start*size:(start+n)*size])
+		logits, err := r.Logits(in)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, logits[:n*b.Classes]...)
+	}
+	return out, nil
 }
 
 // deviation compares two runs' (rows x classes) logits: the largest absolute

@@ -64,8 +64,9 @@ func RunOrtRun(bin, lib, workDir string, model []byte, b *fragile.Bundle, rounds
 		return nil, err
 	}
 	modelPath, inputsPath := filepath.Join(dir, "model.onnx"), filepath.Join(dir, "inputs.f32")
-	raw := make([]byte, 4*len(b.Triggers))
-	for i, v := range b.Triggers {
+	inputs := b.ModelInputs()
+	raw := make([]byte, 4*len(inputs))
+	for i, v := range inputs {
 		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
 	}
 	if err := os.WriteFile(modelPath, model, 0o644); err != nil {

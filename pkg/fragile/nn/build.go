@@ -17,7 +17,13 @@ type Built struct {
 	// Weights maps each initializer the graph uses to its node, so callers can take
 	// gradients with respect to weights or replace their values.
 	Weights map[string]*G.Node
+	// Units are the outputs of the ReLU-type nodes (Relu, LeakyRelu, Clip) computed
+	// from the input, in graph order: an element above zero is an active unit.
+	Units []*G.Node
 }
+
+// unitOps are the ops whose outputs Built.Units lists.
+var unitOps = map[string]bool{"Relu": true, "LeakyRelu": true, "Clip": true}
 
 // WeightNodes returns the weight nodes in the model's initializer order.
 func (b *Built) WeightNodes(n *Network) G.Nodes {
@@ -91,6 +97,7 @@ func (n *Network) Build(g *G.ExprGraph, x *G.Node) (built *Built, err error) {
 		b.known[name] = &intTensor{shape: intDims(t.Dims), data: t.Int64}
 	}
 	var logits *G.Node
+	var units []*G.Node
 	for i := range n.model.Graph.Nodes {
 		node := &n.model.Graph.Nodes[i]
 		if n.softmaxOutput && len(node.Outputs) == 1 && node.Outputs[0] == n.OutputName {
@@ -105,6 +112,9 @@ func (n *Network) Build(g *G.ExprGraph, x *G.Node) (built *Built, err error) {
 		if err := b.apply(node); err != nil {
 			return nil, err
 		}
+		if out := node.Outputs[0]; unitOps[node.OpType] && b.dynamic[out] {
+			units = append(units, b.values[out])
+		}
 	}
 	if logits == nil {
 		var ok bool
@@ -116,7 +126,7 @@ func (n *Network) Build(g *G.ExprGraph, x *G.Node) (built *Built, err error) {
 	if len(shape) != 2 || shape[0] != b.batch {
 		return nil, fmt.Errorf("%w: output %s has shape %v, a classifier's must be (batch, classes)", ErrUnsupported, n.OutputName, shape)
 	}
-	return &Built{Logits: logits, Weights: b.weights}, nil
+	return &Built{Logits: logits, Weights: b.weights, Units: units}, nil
 }
 
 // apply adds one node, naming the node and op in any error; a gorgonia panic

@@ -1,7 +1,6 @@
 package nn
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -104,7 +103,7 @@ type Network struct {
 }
 
 // ErrUnsupported is wrapped by every error about a model feature this package cannot run.
-var ErrUnsupported = errors.New("unsupported model")
+var ErrUnsupported = onnx.ErrUnsupported
 
 // Compile checks that m is a classifier this package can run and prepares it.
 // It builds the graph once at batch size 1, so shape errors surface here, with the

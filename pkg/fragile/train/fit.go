@@ -31,6 +31,9 @@ type Options struct {
 	Optimizer    Optimizer // default SGD
 	Momentum     float64   // SGD momentum, default 0.9
 	WeightDecay  float64   // L2 penalty, default 0
+	// Only, when set, names the initializers to train; every other weight stays
+	// frozen (last-layer fine-tuning). Empty trains every weight.
+	Only []string
 }
 
 // Result is a trained model and the loss of every step.
@@ -83,7 +86,10 @@ func Fit(ctx context.Context, model []byte, images []float32, labels []int, opts
 	if err != nil {
 		return nil, err
 	}
-	learnables := trainable(net, built)
+	learnables, err := trainable(net, built, opts.Only)
+	if err != nil {
+		return nil, err
+	}
 	logP, err := nn.LogSoftmax(built.Logits)
 	if err != nil {
 		return nil, err
@@ -157,21 +163,29 @@ func Fit(ctx context.Context, model []byte, images []float32, labels []int, opts
 }
 
 // trainable lists the weight nodes to optimise: every weight the graph reads except
-// BatchNormalization's running mean and variance (inputs 3 and 4).
-func trainable(net *nn.Network, built *nn.Built) G.Nodes {
+// BatchNormalization's running mean and variance (inputs 3 and 4), or, when only is
+// set, the weights it names.
+func trainable(net *nn.Network, built *nn.Built, only []string) (G.Nodes, error) {
 	frozen := map[string]bool{}
 	for _, node := range net.Model().Graph.Nodes {
 		if node.OpType == "BatchNormalization" && len(node.Inputs) == 5 {
 			frozen[node.Inputs[3]], frozen[node.Inputs[4]] = true, true
 		}
 	}
+	selected := map[string]bool{}
+	for _, name := range only {
+		if _, ok := built.Weights[name]; !ok || frozen[name] {
+			return nil, fmt.Errorf("cannot train %q: not a trainable weight of the model", name)
+		}
+		selected[name] = true
+	}
 	var nodes G.Nodes
 	for _, w := range built.WeightNodes(net) {
-		if !frozen[w.Name()] {
+		if !frozen[w.Name()] && (len(only) == 0 || selected[w.Name()]) {
 			nodes = append(nodes, w)
 		}
 	}
-	return nodes
+	return nodes, nil
 }
 
 func newSolver(opts Options) G.Solver {

@@ -1,0 +1,443 @@
+package infer
+
+import (
+	"math"
+	"slices"
+
+	"github.com/fragile-operator/fragile-operator/pkg/fragile/onnx"
+)
+
+// window is the geometry of a 2-D convolution or pooling window.
+type window struct {
+	kh, kw, sh, sw, dh, dw   int
+	top, left, bottom, right int
+	h, w, oh, ow             int
+}
+
+// windowOf resolves kernel, strides, dilations, pads and auto_pad for an input of
+// h x w. ceil rounds the output size up (pooling's ceil_mode).
+func windowOf(node *onnx.Node, kh, kw, h, w int, ceil bool) (window, error) {
+	g := window{kh: kh, kw: kw, sh: 1, sw: 1, dh: 1, dw: 1, h: h, w: w}
+	if s, ok := attrInts(node, "strides"); ok {
+		if len(s) != 2 {
+			return g, unsupported("strides %v: only 2-D windows are supported", s)
+		}
+		g.sh, g.sw = int(s[0]), int(s[1])
+	}
+	if d, ok := attrInts(node, "dilations"); ok {
+		if len(d) != 2 {
+			return g, unsupported("dilations %v: only 2-D windows are supported", d)
+		}
+		g.dh, g.dw = int(d[0]), int(d[1])
+	}
+	if g.sh < 1 || g.sw < 1 || g.dh < 1 || g.dw < 1 {
+		return g, unsupported("strides and dilations must be positive")
+	}
+	eh, ew := g.dh*(kh-1)+1, g.dw*(kw-1)+1
+	switch autoPad := attrString(node, "auto_pad", "NOTSET"); autoPad {
+	case "NOTSET", "":
+		if pads, ok := attrInts(node, "pads"); ok {
+			if len(pads) != 4 {
+				return g, unsupported("pads %v: only 2-D windows are supported", pads)
+			}
+			g.top, g.left, g.bottom, g.right = int(pads[0]), int(pads[1]), int(pads[2]), int(pads[3])
+		}
+	case "VALID":
+	case "SAME_UPPER", "SAME_LOWER":
+		oh, ow := (h+g.sh-1)/g.sh, (w+g.sw-1)/g.sw
+		ph, pw := max(0, (oh-1)*g.sh+eh-h), max(0, (ow-1)*g.sw+ew-w)
+		g.top, g.left = ph/2, pw/2
+		if autoPad == "SAME_LOWER" {
+			g.top, g.left = ph-ph/2, pw-pw/2
+		}
+		g.bottom, g.right = ph-g.top, pw-g.left
+	default:
+		return g, unsupported("auto_pad %q is not supported", autoPad)
+	}
+	if g.top < 0 || g.left < 0 || g.bottom < 0 || g.right < 0 {
+		return g, unsupported("negative pads")
+	}
+	outSize := func(in, lo, hi, extent, stride int) int {
+		span := in + lo + hi - extent
+		if span < 0 {
+			return 0
+		}
+		if !ceil {
+			return span/stride + 1
+		}
+		o := (span+stride-1)/stride + 1
+		// The last window must start inside the input or its left padding.
+		if (o-1)*stride >= in+lo {
+			o--
+		}
+		return o
+	}
+	g.oh, g.ow = outSize(h, g.top, g.bottom, eh, g.sh), outSize(w, g.left, g.right, ew, g.sw)
+	if g.oh < 1 || g.ow < 1 {
+		return g, unsupported("a %dx%d window does not fit a %dx%d input", kh, kw, h, w)
+	}
+	return g, nil
+}
+
+// cols returns the range [lo, hi) of output columns whose input column
+// ox*sw - left + off lies inside the input.
+func (g *window) cols(off int) (lo, hi int) {
+	lo, hi = 0, g.ow
+	for lo < hi && lo*g.sw-g.left+off < 0 {
+		lo++
+	}
+	for hi > lo && (hi-1)*g.sw-g.left+off >= g.w {
+		hi--
+	}
+	return lo, hi
+}
+
+// epilogue is what a convolution applies to its output after the GEMM: bias,
+// a residual and an activation, in one pass.
+type epilogue[T Float] struct {
+	bias     []T
+	residual []T
+	act      activation
+}
+
+func (e *epilogue[T]) empty() bool { return e.bias == nil && e.residual == nil && e.act.kind == "" }
+
+// conv plans Conv, fusing into it a BatchNormalization, a residual Add and an
+// activation that follow it, each only when the previous output has no other reader.
+func (p *planner[T]) conv(i int, node *onnx.Node) error {
+	x, err := p.floatIn(node, 0)
+	if err != nil {
+		return err
+	}
+	wv, err := p.floatIn(node, 1)
+	if err != nil {
+		return err
+	}
+	if !wv.static {
+		return unsupported("weights computed at run time are not supported")
+	}
+	xs, ws := x.t.shape, wv.t.shape
+	if len(xs) != 4 || len(ws) != 4 {
+		return unsupported("input %v and weights %v: only 2-D convolutions are supported", xs, ws)
+	}
+	group := int(attrInt(node, "group", 1))
+	n, c, h, w := xs[0], xs[1], xs[2], xs[3]
+	m, cg, kh, kw := ws[0], ws[1], ws[2], ws[3]
+	if group < 1 || c%group != 0 || m%group != 0 || c/group != cg {
+		return unsupported("input has %d channels, weights %v, group %d: they do not match", c, ws, group)
+	}
+	if k, ok := attrInts(node, "kernel_shape"); ok && (len(k) != 2 || int(k[0]) != kh || int(k[1]) != kw) {
+		return unsupported("kernel_shape %v differs from the weights' %dx%d", k, kh, kw)
+	}
+	g, err := windowOf(node, kh, kw, h, w, false)
+	if err != nil {
+		return err
+	}
+	weights := wv.t.data // copied before BatchNormalization is folded in
+	var e epilogue[T]
+	if optional(node, 2) {
+		b, err := p.floatIn(node, 2)
+		if err != nil {
+			return err
+		}
+		if !b.static || len(b.t.data) != m {
+			return unsupported("bias must be a constant of %d values", m)
+		}
+		e.bias = slices.Clone(b.t.data) // the epilogue may fold BatchNormalization in
+	}
+	outShape := []int{n, m, g.oh, g.ow}
+	outName := node.Outputs[0]
+
+	// Fuse what follows, as long as each value has a single reader.
+	fusedBN, fusedAdd := false, false
+	for {
+		k, next := p.soleConsumer(outName)
+		if next == nil || p.prog.logits == outName {
+			break
+		}
+		if next.OpType == "BatchNormalization" && !fusedBN && !fusedAdd && e.act.kind == "" {
+			scale, shift, err := p.batchNormAffine(next)
+			if err != nil || len(scale) != m {
+				break
+			}
+			per := len(weights) / m
+			weights = slices.Clone(weights)
+			if e.bias == nil {
+				e.bias = make([]T, m)
+			}
+			for o := 0; o < m; o++ {
+				for j := o * per; j < (o+1)*per; j++ {
+					weights[j] *= scale[o]
+				}
+				e.bias[o] = e.bias[o]*scale[o] + shift[o]
+			}
+			fusedBN = true
+		} else if next.OpType == "Add" && !fusedAdd && e.act.kind == "" && len(next.Inputs) == 2 {
+			other := next.Inputs[0]
+			if other == outName {
+				other = next.Inputs[1]
+			}
+			r, ok := p.values[other]
+			if !ok || other == outName || r.isInt || r.static || !slices.Equal(r.t.shape, outShape) {
+				break
+			}
+			e.residual = r.t.data
+			fusedAdd = true
+		} else if act, ok := p.activationOf(next); ok && e.act.kind == "" {
+			e.act = act
+		} else {
+			break
+		}
+		p.skip[k] = true
+		outName = next.Outputs[0]
+	}
+	out := newTensor[T](outShape)
+	p.values[outName] = &value[T]{t: out}
+
+	src := x.t.data
+	dst := out.data
+	mg := m / group
+	kdim := cg * kh * kw
+	ohw := g.oh * g.ow
+	pointwise := kh == 1 && kw == 1 && g.sh == 1 && g.sw == 1 && g.top == 0 && g.left == 0 && g.bottom == 0 && g.right == 0
+	depthwise := cg == 1 && mg == 1
+	var col []T
+	if !pointwise && !depthwise {
+		col = make([]T, kdim*ohw)
+	}
+	p.add(func() {
+		for b := 0; b < n; b++ {
+			xb, yb := src[b*c*h*w:(b+1)*c*h*w], dst[b*m*ohw:(b+1)*m*ohw]
+			switch {
+			case depthwise:
+				depthwiseConv(&g, xb, weights, yb, c)
+			default:
+				for gi := 0; gi < group; gi++ {
+					xg := xb[gi*cg*h*w : (gi+1)*cg*h*w]
+					rhs := xg
+					if !pointwise {
+						im2col(&g, xg, cg, col)
+						rhs = col
+					}
+					gemm(false, false, mg, ohw, kdim, weights[gi*mg*kdim:], kdim, rhs, ohw, 0, yb[gi*mg*ohw:], ohw)
+				}
+			}
+			if !e.empty() {
+				var res []T
+				if e.residual != nil {
+					res = e.residual[b*m*ohw : (b+1)*m*ohw]
+				}
+				finish(yb, m, ohw, &e, res)
+			}
+		}
+	})
+	return nil
+}
+
+// finish applies the epilogue to one example's m x ohw output.
+func finish[T Float](y []T, m, ohw int, e *epilogue[T], res []T) {
+	for o := 0; o < m; o++ {
+		row := y[o*ohw : (o+1)*ohw]
+		if e.bias != nil {
+			b := e.bias[o]
+			for i := range row {
+				row[i] += b
+			}
+		}
+		if res != nil {
+			r := res[o*ohw : (o+1)*ohw]
+			for i := range row {
+				row[i] += r[i]
+			}
+		}
+		applyActivation(e.act, row)
+	}
+}
+
+// im2col lays one group's input (cg x h x w) out as the (cg*kh*kw) x (oh*ow)
+// matrix whose product with the weights is the convolution.
+func im2col[T Float](g *window, x []T, cg int, col []T) {
+	ohw := g.oh * g.ow
+	row := 0
+	for c := 0; c < cg; c++ {
+		plane := x[c*g.h*g.w : (c+1)*g.h*g.w]
+		for ky := 0; ky < g.kh; ky++ {
+			for kx := 0; kx < g.kw; kx++ {
+				dst := col[row*ohw : (row+1)*ohw]
+				row++
+				offX := kx * g.dw
+				lo, hi := g.cols(offX)
+				for oy := 0; oy < g.oh; oy++ {
+					line := dst[oy*g.ow : (oy+1)*g.ow]
+					iy := oy*g.sh - g.top + ky*g.dh
+					if iy < 0 || iy >= g.h || lo >= hi {
+						clear(line)
+						continue
+					}
+					clear(line[:lo])
+					clear(line[hi:])
+					in := plane[iy*g.w:]
+					start := lo*g.sw - g.left + offX
+					if g.sw == 1 {
+						copy(line[lo:hi], in[start:start+hi-lo])
+						continue
+					}
+					for ox, ix := lo, start; ox < hi; ox, ix = ox+1, ix+g.sw {
+						line[ox] = in[ix]
+					}
+				}
+			}
+		}
+	}
+}
+
+// depthwiseConv convolves each of c channels with its own kernel, accumulating
+// shifted rows of the input into the output (no column matrix).
+func depthwiseConv[T Float](g *window, x, weights, y []T, c int) {
+	ohw := g.oh * g.ow
+	for ch := 0; ch < c; ch++ {
+		plane := x[ch*g.h*g.w : (ch+1)*g.h*g.w]
+		out := y[ch*ohw : (ch+1)*ohw]
+		clear(out)
+		k := weights[ch*g.kh*g.kw : (ch+1)*g.kh*g.kw]
+		for ky := 0; ky < g.kh; ky++ {
+			for kx := 0; kx < g.kw; kx++ {
+				wv := k[ky*g.kw+kx]
+				offX := kx * g.dw
+				lo, hi := g.cols(offX)
+				if lo >= hi {
+					continue
+				}
+				for oy := 0; oy < g.oh; oy++ {
+					iy := oy*g.sh - g.top + ky*g.dh
+					if iy < 0 || iy >= g.h {
+						continue
+					}
+					line := out[oy*g.ow : (oy+1)*g.ow]
+					in := plane[iy*g.w:]
+					start := lo*g.sw - g.left + offX
+					if g.sw == 1 {
+						src := in[start : start+hi-lo]
+						dst := line[lo:hi]
+						for i := range dst {
+							dst[i] += wv * src[i]
+						}
+						continue
+					}
+					for ox, ix := lo, start; ox < hi; ox, ix = ox+1, ix+g.sw {
+						line[ox] += wv * in[ix]
+					}
+				}
+			}
+		}
+	}
+}
+
+// pool plans MaxPool and AveragePool.
+func (p *planner[T]) pool(node *onnx.Node) error {
+	x, err := p.floatIn(node, 0)
+	if err != nil {
+		return err
+	}
+	if len(node.Outputs) > 1 && node.Outputs[1] != "" {
+		return unsupported("the Indices output of MaxPool is not supported")
+	}
+	xs := x.t.shape
+	k, _ := attrInts(node, "kernel_shape")
+	if len(xs) != 4 || len(k) != 2 {
+		return unsupported("input %v, kernel_shape %v: only 2-D pooling is supported", xs, k)
+	}
+	if attrInt(node, "storage_order", 0) != 0 {
+		return unsupported("storage_order 1 is not supported")
+	}
+	g, err := windowOf(node, int(k[0]), int(k[1]), xs[2], xs[3], attrInt(node, "ceil_mode", 0) != 0)
+	if err != nil {
+		return err
+	}
+	isMax := node.OpType == "MaxPool"
+	if !isMax && (g.dh != 1 || g.dw != 1) {
+		return unsupported("dilated AveragePool is not supported")
+	}
+	includePad := attrInt(node, "count_include_pad", 0) != 0
+	planes := xs[0] * xs[1]
+	out := p.output(node, 0, []int{xs[0], xs[1], g.oh, g.ow}, nil, 0)
+	src, dst := x.t.data, out.data
+	p.add(func() {
+		for pl := 0; pl < planes; pl++ {
+			in := src[pl*g.h*g.w : (pl+1)*g.h*g.w]
+			o := dst[pl*g.oh*g.ow : (pl+1)*g.oh*g.ow]
+			for oy := 0; oy < g.oh; oy++ {
+				y0 := oy*g.sh - g.top
+				for ox := 0; ox < g.ow; ox++ {
+					x0 := ox*g.sw - g.left
+					if isMax {
+						m := T(math.Inf(-1))
+						for ky := 0; ky < g.kh; ky++ {
+							iy := y0 + ky*g.dh
+							if iy < 0 || iy >= g.h {
+								continue
+							}
+							for kx := 0; kx < g.kw; kx++ {
+								if ix := x0 + kx*g.dw; ix >= 0 && ix < g.w {
+									m = max(m, in[iy*g.w+ix])
+								}
+							}
+						}
+						o[oy*g.ow+ox] = m
+						continue
+					}
+					// PyTorch's divisor: the window clipped to the padded input,
+					// or to the input itself without count_include_pad.
+					y1, x1 := min(y0+g.kh, g.h+g.bottom), min(x0+g.kw, g.w+g.right)
+					divisor := (y1 - y0) * (x1 - x0)
+					ya, xa, yb, xb := max(y0, 0), max(x0, 0), min(y1, g.h), min(x1, g.w)
+					if !includePad {
+						divisor = (yb - ya) * (xb - xa)
+					}
+					var sum T
+					for iy := ya; iy < yb; iy++ {
+						for _, v := range in[iy*g.w+xa : iy*g.w+xb] {
+							sum += v
+						}
+					}
+					o[oy*g.ow+ox] = sum / T(divisor)
+				}
+			}
+		}
+	})
+	return nil
+}
+
+func (p *planner[T]) globalPool(node *onnx.Node) error {
+	x, err := p.floatIn(node, 0)
+	if err != nil {
+		return err
+	}
+	xs := x.t.shape
+	if len(xs) < 3 {
+		return unsupported("input %v has no spatial axes", xs)
+	}
+	shape := slices.Clone(xs)
+	for i := 2; i < len(shape); i++ {
+		shape[i] = 1
+	}
+	planes, area := xs[0]*xs[1], size(xs[2:])
+	out := p.output(node, 0, shape, nil, 0)
+	src, dst := x.t.data, out.data
+	isMax := node.OpType == "GlobalMaxPool"
+	p.add(func() {
+		for pl := 0; pl < planes; pl++ {
+			in := src[pl*area : (pl+1)*area]
+			if isMax {
+				dst[pl] = slices.Max(in)
+				continue
+			}
+			var sum T
+			for _, v := range in {
+				sum += v
+			}
+			dst[pl] = sum / T(area)
+		}
+	})
+	return nil
+}
