@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"strconv"
+	"strings"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -105,6 +106,9 @@ func trainingJob(mw *fragilev1alpha1.ModelWatermark, image, hash string, loc mod
 		"--out-secret", bundleSecretName(mw),
 		"--triggers", strconv.Itoa(int(mw.Spec.Triggers)),
 		"--input-range", mw.Spec.Model.InputRange.Min + "," + mw.Spec.Model.InputRange.Max,
+	}
+	if in := mw.Spec.Model.Input; in != nil {
+		args = append(args, "--input-mean", strings.Join(in.Mean, ","), "--input-std", strings.Join(in.Std, ","))
 	}
 	if l := mw.Spec.Training.Lambda; l != "" {
 		args = append(args, "--lambda", l)

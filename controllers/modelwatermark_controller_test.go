@@ -471,6 +471,21 @@ func TestReconcileBranches(t *testing.T) {
 
 // TestTrainingJobShape checks the training Job's command, mounts, identity and owner, and the
 // RBAC that lets it write exactly one Secret.
+// TestTrainingJobNormalization: spec.model.input reaches the training Job as the
+// --input-mean and --input-std flags, one comma-separated value per channel.
+func TestTrainingJobNormalization(t *testing.T) {
+	mw := newMW("cifar", func(mw *fragilev1alpha1.ModelWatermark) {
+		mw.Spec.Model.InputRange = fragilev1alpha1.InputRange{Min: "0", Max: "1"}
+		mw.Spec.Model.Input = &fragilev1alpha1.ModelInput{Mean: []string{"0.4914", "0.4822", "0.4465"}, Std: []string{"0.2471", "0.2435", "0.2616"}}
+	})
+	h := newHarness(t, mw)
+	h.reconcile("cifar")
+	cmd := strings.Join(h.onlyJob("cifar", componentTraining).Spec.Template.Spec.Containers[0].Command, " ")
+	if want := "--input-range 0,1 --input-mean 0.4914,0.4822,0.4465 --input-std 0.2471,0.2435,0.2616"; !strings.Contains(cmd, want) {
+		t.Errorf("command %q does not contain %q", cmd, want)
+	}
+}
+
 func TestTrainingJobShape(t *testing.T) {
 	mw := newMW("mnist", func(mw *fragilev1alpha1.ModelWatermark) {
 		mw.Spec.Training.Lambda = "150"
@@ -739,10 +754,13 @@ func TestWatermarkHash(t *testing.T) {
 		"sha256":      {withPin(pinnedHex), true},
 		"triggers":    {func(mw *fragilev1alpha1.ModelWatermark) { mw.Spec.Triggers = 50 }, true},
 		"input range": {func(mw *fragilev1alpha1.ModelWatermark) { mw.Spec.Model.InputRange.Max = "1" }, true},
-		"key":         {withKeyRef("k"), true},
-		"period":      {func(mw *fragilev1alpha1.ModelWatermark) { mw.Spec.Verification.PeriodSeconds = 60 }, false},
-		"lambda":      {func(mw *fragilev1alpha1.ModelWatermark) { mw.Spec.Training.Lambda = "4000" }, false},
-		"suspend":     {suspended, false},
+		"input normalisation": {func(mw *fragilev1alpha1.ModelWatermark) {
+			mw.Spec.Model.Input = &fragilev1alpha1.ModelInput{Mean: []string{"0.5"}, Std: []string{"0.25"}}
+		}, true},
+		"key":     {withKeyRef("k"), true},
+		"period":  {func(mw *fragilev1alpha1.ModelWatermark) { mw.Spec.Verification.PeriodSeconds = 60 }, false},
+		"lambda":  {func(mw *fragilev1alpha1.ModelWatermark) { mw.Spec.Training.Lambda = "4000" }, false},
+		"suspend": {suspended, false},
 	}
 	for name, tc := range changes {
 		if got := watermarkHash(newMW("m", tc.opt)) != base; got != tc.retrain {

@@ -103,12 +103,13 @@ func watermarkHash(mw *fragilev1alpha1.ModelWatermark) string {
 		SHA256     string                       `json:"sha256"`
 		Volume     *fragilev1alpha1.ModelVolume `json:"volume"`
 		InputRange fragilev1alpha1.InputRange   `json:"inputRange"`
+		Input      *fragilev1alpha1.ModelInput  `json:"input,omitempty"` // omitted when unset: older hashes stay
 		Triggers   int32                        `json:"triggers"`
 		Key        [2]string                    `json:"key"`
 		Generated  bool                         `json:"generated"`
 	}{
 		URI: mw.Spec.Model.URI, SHA256: mw.Spec.Model.SHA256, Volume: mw.Spec.Model.Volume,
-		InputRange: mw.Spec.Model.InputRange, Triggers: mw.Spec.Triggers,
+		InputRange: mw.Spec.Model.InputRange, Input: mw.Spec.Model.Input, Triggers: mw.Spec.Triggers,
 		Key: [2]string{name, key}, Generated: generated,
 	}
 	b, err := json.Marshal(identity)

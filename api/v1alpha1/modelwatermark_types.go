@@ -8,7 +8,7 @@ import (
 // ModelWatermarkSpec is the desired state: which deployed model to protect, with which key,
 // and how often to check it.
 //
-// Changing model.uri, model.sha256, model.volume, model.inputRange, triggers or keySecretRef
+// Changing model.uri, model.sha256, model.volume, model.inputRange, model.input, triggers or keySecretRef
 // invalidates the watermark and starts a new training run; every other field (training knobs,
 // verification period, suspend) applies to the next Job without retraining.
 type ModelWatermarkSpec struct {
@@ -83,6 +83,35 @@ type ModelSource struct {
 	// +kubebuilder:default={min:"0",max:"1"}
 	// +optional
 	InputRange InputRange `json:"inputRange,omitempty"`
+
+	// input says what the serving pipeline does to an image before the model, as
+	// torchvision's Normalize states it: (pixel - mean[c]) / std[c]. inputRange is then the
+	// pixel range before normalisation (0 to 1 for torchvision models), triggers are made in
+	// pixel space and normalised the same way, so each is a valid image of that range.
+	// +optional
+	Input *ModelInput `json:"input,omitempty"`
+}
+
+// ModelInput is the per-channel normalisation the serving pipeline applies. Values are
+// decimal strings, one per channel (or one for every channel), as inputRange's bounds are.
+//
+// +kubebuilder:validation:XValidation:rule="size(self.mean) == size(self.std)",message="input.mean and input.std need one value each per channel"
+type ModelInput struct {
+	// mean is subtracted from each channel, e.g. ["0.4914", "0.4822", "0.4465"].
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=32
+	// +kubebuilder:validation:items:XValidation:rule="self.matches('^-?(0|[1-9][0-9]{0,14})([.][0-9]{1,15})?$')",message="must be a decimal number such as 0.485 (no exponent)"
+	// +required
+	Mean []string `json:"mean"`
+
+	// std divides each channel after the mean is subtracted, e.g. ["0.2471", "0.2435", "0.2616"].
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=32
+	// +kubebuilder:validation:items:XValidation:rule="self.matches('^(0|[1-9][0-9]{0,14})([.][0-9]{1,15})?$') && double(self) > 0.0",message="must be a positive decimal number such as 0.225 (no exponent)"
+	// +required
+	Std []string `json:"std"`
 }
 
 // ModelVolume is a volume mounted read-only into the training and verification Jobs. It

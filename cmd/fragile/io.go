@@ -120,8 +120,24 @@ func parseNormalization(mean, std string) (fragile.Normalization, error) {
 	return n, nil
 }
 
-// fail prints an error for a person and returns the "could not complete" status.
+// fail prints an error for a person and returns the "could not complete" status,
+// or exitStopped when the error is the command's own cancellation.
 func fail(cmd string, err error) int {
 	fmt.Fprintf(os.Stderr, "fragile %s: %v\n", cmd, err)
+	if errors.Is(err, errStopped) {
+		return exitStopped
+	}
 	return exitUsage
+}
+
+// errStopped marks work abandoned because the command was asked to stop.
+var errStopped = errors.New("stopped by a signal before finishing")
+
+// stopped returns errStopped, naming what was abandoned, when ctx was cancelled
+// (the signal handler's context), and err otherwise.
+func stopped(ctx context.Context, err error, what string) error {
+	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
+		return fmt.Errorf("%w; %s", errStopped, what)
+	}
+	return err
 }

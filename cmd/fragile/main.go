@@ -3,7 +3,8 @@
 // the operator runs, and manager for the operator itself.
 //
 // Exit status: 0 success (verify: intact), 1 tampered (verify only), 2 usage error or
-// could not complete.
+// could not complete, 3 stopped by SIGTERM or Ctrl-C before finishing (nothing was
+// written but the report, whose message starts with "stopped").
 package main
 
 import (
@@ -22,6 +23,9 @@ var subcommands = map[string]func(ctx context.Context, args []string) int{}
 // exitUsage is the exit status for bad flags and for "could not complete".
 const exitUsage = 2
 
+// exitStopped is the exit status of a command stopped by SIGTERM or Ctrl-C.
+const exitStopped = 3
+
 func main() {
 	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
 		usage()
@@ -34,6 +38,12 @@ func main() {
 		os.Exit(exitUsage)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		// A second signal gets the default action: it ends the process at once.
+		stop()
+		fmt.Fprintln(os.Stderr, "fragile: stopping (signal received); a second signal ends the process at once")
+	}()
 	code := run(ctx, os.Args[2:])
 	stop()
 	os.Exit(code)

@@ -31,6 +31,12 @@ func verify(ctx context.Context, args []string) int {
 	if r.Result == fragile.ResultError && r.DurationSeconds == 0 {
 		r.DurationSeconds = time.Since(start).Seconds()
 	}
+	code := r.Result.ExitCode()
+	if r.Result == fragile.ResultError && ctx.Err() != nil {
+		// Stopped, not failed: the report says so, and the exit status differs.
+		r.Message = stopped(ctx, nil, "no verdict").Error()
+		code = exitStopped
+	}
 	if err := writeReport(*report, r); err != nil {
 		fmt.Fprintf(os.Stderr, "fragile verify: writing the report: %v\n", err)
 	}
@@ -40,7 +46,7 @@ func verify(ctx context.Context, args []string) int {
 	} else {
 		printVerifyReport(r)
 	}
-	return r.Result.ExitCode()
+	return code
 }
 
 func verifyFiles(ctx context.Context, modelRef, bundlePath, keyPath string) fragile.VerifyReport {

@@ -38,6 +38,7 @@ func watermark(ctx context.Context, args []string) int {
 	start := time.Now()
 	result := fragile.WatermarkReport{Result: fragile.WatermarkFailed, Method: *method, Triggers: *triggers}
 	failWith := func(err error) int {
+		err = stopped(ctx, err, "no bundle was written")
 		result.Message = err.Error()
 		result.DurationSeconds = time.Since(start).Seconds()
 		if werr := writeReport(*report, result); werr != nil {

@@ -94,7 +94,8 @@ func refineToTie(ctx context.Context, m *target, triggers []float32, labels []in
 		return nil, nil, err
 	}
 	for i := range scale {
-		scale[i] = maxAbs(z0[i*classes : (i+1)*classes])
+		// An anchored tie also sets the key logit's level, and margins follow it.
+		scale[i] = math.Max(opts.anchor, maxAbs(z0[i*classes:(i+1)*classes]))
 	}
 	target := TieMargin * opts.floor
 	for iter := 0; ; iter++ {
@@ -126,15 +127,24 @@ func refineToTie(ctx context.Context, m *target, triggers []float32, labels []in
 		if tied == n || iter == tieIterations {
 			break
 		}
-		grads, err := x.competitorGradients(jac, m.norm, labels, classes)
+		grads, err := x.competitorGradients(ctx, jac, m.norm, labels, classes)
 		if err != nil {
 			return nil, nil, err
 		}
+		var level []float64 // gradient of the key logit, for the anchor's equation
+		if opts.anchor > 0 {
+			if level, err = x.keyGradient(jac, m.norm, labels, classes); err != nil {
+				return nil, nil, err
+			}
+		}
 		for i := 0; i < n; i++ {
+			if err := ctx.Err(); err != nil {
+				return nil, nil, err
+			}
 			if bestGap[i] <= tieBand {
 				continue // tied already: leave it
 			}
-			x.newtonStep(i, grads, z64[i*classes:(i+1)*classes], labels[i], target*scale[i], opts.inputMin, opts.inputMax)
+			x.newtonStep(i, grads, level, z64[i*classes:(i+1)*classes], labels[i], target*scale[i], opts)
 		}
 	}
 	logits, err := m.logits32(best.pixels)
@@ -154,6 +164,10 @@ type tieOptions struct {
 	floor              float64 // margin floor, relative to the logit scale
 	inputMin, inputMax float64 // pixel range
 	k                  int     // competitors per trigger; 0 for every other class
+	// anchor, when positive, is the level the key logit is held at: one more
+	// equation, z_label(x) = anchor, so the tie sits where the network is as loud
+	// as on natural inputs instead of drifting to where every logit is near zero.
+	anchor float64
 }
 
 // competitors is the number of competitors each trigger is tied to.
@@ -204,12 +218,15 @@ func (b *tieBatch) chooseCompetitors(logits []float64, labels []int, classes, k 
 
 // competitorGradients returns, for p in 0..k-1, the pixel-space gradients of
 // z_j - z_label for every trigger, j its p-th competitor.
-func (b *tieBatch) competitorGradients(jac *nn.InputGradient, norm normalizer, labels []int, classes int) ([][]float64, error) {
+func (b *tieBatch) competitorGradients(ctx context.Context, jac *nn.InputGradient, norm normalizer, labels []int, classes int) ([][]float64, error) {
 	k := len(b.competitors[0])
 	grads := make([][]float64, k)
 	weights := make([]float32, len(labels)*classes)
 	inputs := norm.apply(b.pixels)
 	for p := range grads {
+		if err := ctx.Err(); err != nil { // a pass takes seconds on a 224-pixel model
+			return nil, err
+		}
 		clear(weights)
 		for i, l := range labels {
 			weights[i*classes+b.competitors[i][p]] = 1
@@ -224,26 +241,50 @@ func (b *tieBatch) competitorGradients(jac *nn.InputGradient, norm normalizer, l
 	return grads, nil
 }
 
+// keyGradient returns the pixel-space gradient of every trigger's key logit.
+func (b *tieBatch) keyGradient(jac *nn.InputGradient, norm normalizer, labels []int, classes int) ([]float64, error) {
+	weights := make([]float32, len(labels)*classes)
+	for i, l := range labels {
+		weights[i*classes+l] = 1
+	}
+	grad, err := jac.Gradient(norm.apply(b.pixels), weights)
+	if err != nil {
+		return nil, err
+	}
+	norm.pullBack(grad)
+	return grad, nil
+}
+
 // newtonStep moves trigger i by the minimum-norm step that solves the linearised
-// equations z_label - z_j = margin over its competitors j, over the coordinates not
-// at a bound of the pixel range, and clips the result to the range.
-func (b *tieBatch) newtonStep(i int, grads [][]float64, z []float64, label int, margin, inputMin, inputMax float64) {
+// equations z_label - z_j = margin over its competitors j (and z_label = anchor
+// when level, the key logits' gradients, is given), over the coordinates not at a
+// bound of the pixel range, and clips the result to the range.
+func (b *tieBatch) newtonStep(i int, grads [][]float64, level []float64, z []float64, label int, margin float64, opts tieOptions) {
 	xi := b.row(i)
 	k := len(grads)
+	rows := k
+	if level != nil {
+		rows++
+	}
 	free := make([]bool, b.size)
 	for c, v := range xi {
-		free[c] = float64(v) > inputMin && float64(v) < inputMax
+		free[c] = float64(v) > opts.inputMin && float64(v) < opts.inputMax
 	}
-	a := mat.NewDense(k, b.size, nil)
-	rhs := mat.NewVecDense(k, nil)
-	for p := 0; p < k; p++ {
-		g := grads[p][i*b.size : (i+1)*b.size]
+	a := mat.NewDense(rows, b.size, nil)
+	rhs := mat.NewVecDense(rows, nil)
+	setRow := func(p int, g []float64, residual float64) {
 		for c := range b.size {
 			if free[c] {
 				a.Set(p, c, g[c])
 			}
 		}
-		rhs.SetVec(p, z[b.competitors[i][p]]-z[label]+margin)
+		rhs.SetVec(p, residual)
+	}
+	for p := 0; p < k; p++ {
+		setRow(p, grads[p][i*b.size:(i+1)*b.size], z[b.competitors[i][p]]-z[label]+margin)
+	}
+	if level != nil {
+		setRow(k, level[i*b.size:(i+1)*b.size], z[label]-opts.anchor)
 	}
 	var dx mat.VecDense
 	if err := dx.SolveVec(a, rhs); err != nil {
@@ -256,7 +297,7 @@ func (b *tieBatch) newtonStep(i int, grads [][]float64, z []float64, label int, 
 	}
 	for c := range b.size {
 		v := float64(xi[c]) - dx.AtVec(c)
-		xi[c] = float32(math.Min(inputMax, math.Max(inputMin, v)))
+		xi[c] = float32(math.Min(opts.inputMax, math.Max(opts.inputMin, v)))
 	}
 }
 

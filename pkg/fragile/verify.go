@@ -47,6 +47,9 @@ func Verify(ctx context.Context, model []byte, b *Bundle) VerifyReport {
 	if net.Classes != b.Classes {
 		return fail("model output %s has %d classes, the watermark was made for %d", net.OutputName, net.Classes, b.Classes)
 	}
+	if err := ctx.Err(); err != nil {
+		return fail("verification cancelled: %v", err)
+	}
 	labels, err := net.predict(b.ModelInputs(), b.Len())
 	if err != nil {
 		return fail("running the triggers: %v", err)

@@ -84,6 +84,9 @@ type WatermarkOptions struct {
 	// (default DefaultCompetitors; 0 or at least C-1 ties every other class). An
 	// iteration costs one input-gradient pass per competitor.
 	Competitors int
+	// Anchor says which logit level MethodTie holds each trigger's key logit at
+	// (default DefaultAnchor).
+	Anchor Anchor
 	// Natural holds natural images (back to back, pixel space, in the input range):
 	// candidates for the natural methods; for every method, the reference the
 	// bundle's logit scale is measured against.
@@ -117,6 +120,9 @@ func (o *WatermarkOptions) setDefaults() error {
 	if o.Competitors == 0 {
 		o.Competitors = DefaultCompetitors
 	}
+	if o.Anchor == "" {
+		o.Anchor = DefaultAnchor
+	}
 	switch {
 	case !slices.Contains(Methods, o.Method):
 		return fmt.Errorf("method %q: want one of %v", o.Method, Methods)
@@ -126,11 +132,36 @@ func (o *WatermarkOptions) setDefaults() error {
 		return fmt.Errorf("input range [%g, %g]: the maximum must exceed the minimum", o.InputMin, o.InputMax)
 	case o.Lambda < 0 || o.LearningRate <= 0 || o.MaxSteps < 1 || o.MarginFloor < 0:
 		return errors.New("lambda, learning rate, max steps and margin floor must be positive")
+	case !slices.Contains(Anchors, o.Anchor):
+		return fmt.Errorf("anchor %q: want one of %v", o.Anchor, Anchors)
+	case o.Anchor == AnchorNatural && len(o.Natural) == 0:
+		return errors.New("anchor natural needs natural images")
 	case o.Competitors < AllCompetitors:
 		return fmt.Errorf("competitors %d: must be positive, or %d for every other class", o.Competitors, AllCompetitors)
 	}
 	return nil
 }
+
+// Anchor names the logit level a tie is anchored at.
+type Anchor string
+
+const (
+	// AnchorNone leaves the key logit free: the Newton steps may drift to where every
+	// logit is near zero (measured on oval21__cifar_wide_kw: logit scale 1.5e-4 at the
+	// triggers, where natural images give order 1-10).
+	AnchorNone Anchor = "none"
+	// AnchorNoise holds the key logit at the median logit scale of key-seeded uniform
+	// noise images of the input range: needs no data.
+	AnchorNoise Anchor = "noise"
+	// AnchorNatural holds it at the median logit scale of WatermarkOptions.Natural.
+	AnchorNatural Anchor = "natural"
+)
+
+// DefaultAnchor is the anchor the ablation in BENCHMARKS.md shows best without data.
+const DefaultAnchor = AnchorNoise
+
+// Anchors lists the anchors Watermark accepts.
+var Anchors = []Anchor{AnchorNoise, AnchorNatural, AnchorNone}
 
 // DefaultCompetitors is how many runner-up classes a tie trigger is tied to by
 // default: every class of a ten-class model, a bounded cost for 1000 classes.
@@ -191,6 +222,9 @@ func Watermark(ctx context.Context, model []byte, key Key, opts WatermarkOptions
 		}
 		if opts.Method == MethodTie {
 			tie := tieOptions{floor: opts.MarginFloor, inputMin: opts.InputMin, inputMax: opts.InputMax, k: opts.Competitors}
+			if tie.anchor, err = anchorLevel(m, key, opts); err != nil {
+				return nil, err
+			}
 			if made.triggers, made.logits, err = refineToTie(ctx, m, made.triggers, made.labels, tie); err != nil {
 				return nil, err
 			}
@@ -219,6 +253,22 @@ func Watermark(ctx context.Context, model []byte, key Key, opts WatermarkOptions
 		Competitors:   competitorsOf(opts, net.Classes),
 		Measures:      measures,
 	}, nil
+}
+
+// anchorLevel is the key-logit level opts.Anchor asks for (0 for none).
+func anchorLevel(m *target, key Key, opts WatermarkOptions) (float64, error) {
+	switch opts.Anchor {
+	case AnchorNatural:
+		return naturalLogitScale(m, opts.Natural, opts.Triggers)
+	case AnchorNoise:
+		r := key.rng("anchor")
+		noise := make([]float32, opts.Triggers*m.net.InputSize())
+		for i := range noise {
+			noise[i] = float32(opts.InputMin + (opts.InputMax-opts.InputMin)*r.Float64())
+		}
+		return naturalLogitScale(m, noise, opts.Triggers)
+	}
+	return 0, nil
 }
 
 // madeTriggers is what a trigger method produces: triggers with their key labels and

@@ -477,3 +477,34 @@ func TestWatermarkOptionErrors(t *testing.T) {
 		}
 	})
 }
+
+// TestWatermarkStopsWhenCancelled checks that each long phase of Watermark returns
+// context.Canceled promptly once its context is cancelled: training (cancelled at
+// its second step) and the refinements (cancelled at the step that labels every
+// trigger, so the generator returns and the bisection sees the cancellation).
+func TestWatermarkStopsWhenCancelled(t *testing.T) {
+	model, err := zoo.MNIST7()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := testKey(t, 7)
+	for name, stopAt := range map[string]func(fragile.Progress) bool{
+		"training":   func(p fragile.Progress) bool { return p.Step == 2 },
+		"refinement": func(p fragile.Progress) bool { return p.KeyMatch == 1 },
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			opts := mnistOpts
+			opts.Progress = func(p fragile.Progress) {
+				if stopAt(p) {
+					cancel()
+				}
+			}
+			_, err := fragile.Watermark(ctx, model, key, opts)
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("got %v, want context.Canceled", err)
+			}
+		})
+	}
+}
