@@ -18,6 +18,23 @@ import (
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/onnx"
 )
 
+// slowTestSetup skips a slow test under -short (saying why) or without onnxruntime,
+// and returns the repository root and onnxruntime's library.
+func slowTestSetup(t *testing.T, why string) (root, lib string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip(why)
+	}
+	if lib = os.Getenv("FRAGILE_ORT_LIB"); lib == "" {
+		t.Skip("FRAGILE_ORT_LIB is not set; make test installs onnxruntime and sets it")
+	}
+	gomod, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Dir(strings.TrimSpace(string(gomod))), lib
+}
+
 // TestQuickEvaluation runs the --quick protocol and asserts the headline claims
 // loosely: our method (the default, tie) detects every attack class on at least one
 // model, first flips come within a few queries there, it flips more triggers than the
@@ -26,17 +43,7 @@ import (
 // logits by as much as half its margin, with onnxruntime as the second runtime.
 // make test provides the data and onnxruntime.
 func TestQuickEvaluation(t *testing.T) {
-	if testing.Short() {
-		t.Skip("the quick evaluation takes about a minute")
-	}
-	lib := os.Getenv("FRAGILE_ORT_LIB")
-	if lib == "" {
-		t.Skip("FRAGILE_ORT_LIB is not set; make test installs onnxruntime and sets it")
-	}
-	gomod, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
+	root, lib := slowTestSetup(t, "the quick evaluation takes about a minute")
 	cache, err := os.UserCacheDir()
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +55,7 @@ func TestQuickEvaluation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ort, err := OnnxRuntime(filepath.Dir(strings.TrimSpace(string(gomod))), lib, t.TempDir())
+	ort, err := OnnxRuntime(root, lib, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,18 +131,7 @@ func TestQuickEvaluation(t *testing.T) {
 // on the first queries. Pruning and single-weight rates are logged: issue 11 asks
 // for them, and the tables of BENCHMARKS.md report them.
 func TestQuickRealModel(t *testing.T) {
-	if testing.Short() {
-		t.Skip("watermarks a real CIFAR-10 model (minutes)")
-	}
-	lib := os.Getenv("FRAGILE_ORT_LIB")
-	if lib == "" {
-		t.Skip("FRAGILE_ORT_LIB is not set; make test installs onnxruntime and sets it")
-	}
-	gomod, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	root := filepath.Dir(strings.TrimSpace(string(gomod)))
+	root, lib := slowTestSetup(t, "watermarks a real CIFAR-10 model (minutes)")
 	dir, err := zoo.RealModelsDir(root)
 	if errors.Is(err, zoo.ErrNoRealModels) {
 		t.Skipf("%v", err)
