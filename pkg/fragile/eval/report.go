@@ -21,6 +21,7 @@ import (
 // the benign controls.
 func (r *Report) Markdown(w io.Writer) {
 	r.summary(w)
+	r.acceptance(w)
 	for _, s := range r.Subjects {
 		fmt.Fprintf(w, "### %s (clean test accuracy %.2f%%)\n\n", s.Name, 100*s.CleanAccuracy)
 		fmt.Fprint(w, "Median top-1/top-2 logit margin of the triggers:")
@@ -181,6 +182,89 @@ func (r *Report) summary(w io.Writer) {
 			against = "(ours)"
 		}
 		fmt.Fprintf(w, "| %s | %d/%d | %.2f, %.2f, %.2f | %s | %s |\n", m, detected, changed, lo, sum/float64(rows), hi, worstText, against)
+	}
+	fmt.Fprintln(w)
+}
+
+// Issue 11's acceptance goals for the default method on every model.
+const (
+	goalChangeRate    = 0.85
+	goalFirstFlip     = 1.5
+	goalSingleWeights = 0.9
+)
+
+// acceptance writes, per model, issue 11's acceptance lines for the default method:
+// every changed model detected (single-weight changes apart: their rate is the
+// figure), the mean change rate and mean first flip over the rows, and the false
+// alarms of its benign controls.
+func (r *Report) acceptance(w io.Writer) {
+	fmt.Fprintf(w, "### Acceptance per model (%s)\n\n", fragile.DefaultMethod)
+	fmt.Fprintf(w, "Goals: every changed model detected; single-weight changes detected at least %.0f%%; mean change rate at least %.2f; mean first flip within %.1f queries; no false alarm. Means over the attacks (rows) that changed a model; a row with no detection has no first flip and counts as a miss.\n\n", 100*goalSingleWeights, goalChangeRate, goalFirstFlip)
+	fmt.Fprint(w, "| model | changed models detected (single weight apart) | single-weight changes detected | mean change rate | mean first flip | false alarms | goals met |\n|---|---:|---:|---:|---:|---:|---|\n")
+	for _, s := range r.Subjects {
+		detected, changed, singleHit, singleAll, rows, missed := 0, 0, 0, 0, 0, false
+		rate, flip := 0.0, 0.0
+		for _, row := range r.Rows {
+			if row.Subject != s.Name || row.Method != string(fragile.DefaultMethod) || row.Unchanged == row.Models {
+				continue
+			}
+			rows++
+			rate += row.ChangeRate
+			if math.IsNaN(row.FirstFlip) {
+				missed = true
+			} else {
+				flip += row.FirstFlip
+			}
+			if row.Attack.Class == "single-weight" {
+				singleHit, singleAll = singleHit+row.Detected, singleAll+row.Models-row.Unchanged
+			} else {
+				detected, changed = detected+row.Detected, changed+row.Models-row.Unchanged
+			}
+		}
+		if rows == 0 {
+			continue
+		}
+		alarms, checks := 0, 0
+		for _, c := range r.Controls {
+			if c.Subject == s.Name && c.Method == string(fragile.DefaultMethod) {
+				checks++
+				if c.Mismatched > 0 || c.Err != "" {
+					alarms++
+				}
+			}
+		}
+		rate /= float64(rows)
+		flipText := fmt.Sprintf("%.2f", flip/float64(rows))
+		if missed {
+			flipText = "never, on some rows"
+		}
+		single := "none run"
+		singleOK := true
+		if singleAll > 0 {
+			single = fmt.Sprintf("%d/%d (%.0f%%)", singleHit, singleAll, 100*float64(singleHit)/float64(singleAll))
+			singleOK = float64(singleHit) >= goalSingleWeights*float64(singleAll)
+		}
+		var unmet []string
+		if detected < changed {
+			unmet = append(unmet, "detection")
+		}
+		if !singleOK {
+			unmet = append(unmet, "single weight")
+		}
+		if rate < goalChangeRate {
+			unmet = append(unmet, "change rate")
+		}
+		if missed || flip/float64(rows) > goalFirstFlip {
+			unmet = append(unmet, "first flip")
+		}
+		if alarms > 0 {
+			unmet = append(unmet, "false alarms")
+		}
+		verdict := "all"
+		if len(unmet) > 0 {
+			verdict = "not: " + strings.Join(unmet, ", ")
+		}
+		fmt.Fprintf(w, "| %s | %d/%d | %s | %.2f | %s | %d/%d | %s |\n", s.Name, detected, changed, single, rate, flipText, alarms, checks, verdict)
 	}
 	fmt.Fprintln(w)
 }

@@ -65,6 +65,8 @@ func TestMarkdownCountsOnlyChangedModels(t *testing.T) {
 		// 0.9004 prints as tie's 0.90, so it does not count; 1.0 queries beat 1.5.
 		"| paper | 5/5 | 0.30, 0.60, 0.90 | 1.5 | 0 / 1 |",
 		"| tie | 5/5 | 0.90, 0.90, 0.90 | 1.5 | (ours) |",
+		// tie's rows: 0.90 and 0.90 change rate, first flips 1.5 and 1.5, one alarm.
+		"| toy | 5/5 | none run | 0.90 | 1.50 | 1/1 | not: false alarms |",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, out)
@@ -121,5 +123,27 @@ func TestDeviation(t *testing.T) {
 	}
 	if _, ratio := deviation(reference, reference, 3); !math.IsInf(ratio, 1) {
 		t.Errorf("identical logits: margin ratio %g, want +Inf", ratio)
+	}
+}
+
+// TestAcceptanceNamesEveryUnmetGoal checks the acceptance line of a model whose
+// pruning went unseen while 18 of 20 single-weight changes were caught (the goal).
+func TestAcceptanceNamesEveryUnmetGoal(t *testing.T) {
+	tie := string(fragile.DefaultMethod)
+	rep := &Report{
+		Subjects: []*Subject{{Name: "real"}},
+		Methods:  []fragile.Method{fragile.DefaultMethod},
+		Rows: []Row{
+			{Subject: "real", Method: tie, Attack: Attack{Class: "prune", Label: "prune"}, Models: 1, ChangeRate: 0, FirstFlip: math.NaN()},
+			{Subject: "real", Method: tie, Attack: Attack{Class: "int8", Label: "int8"}, Models: 1, Detected: 1, ChangeRate: 0.9, FirstFlip: 1.1},
+			{Subject: "real", Method: tie, Attack: Attack{Class: "single-weight", Label: "one weight"}, Models: 20, Detected: 18, ChangeRate: 0.6, FirstFlip: 1.9},
+		},
+		Controls: []Control{{Subject: "real", Method: tie, Control: "float64 inference", Total: 100}},
+	}
+	var md bytes.Buffer
+	rep.acceptance(&md)
+	want := "| real | 1/2 | 18/20 (90%) | 0.50 | never, on some rows | 0/1 | not: detection, change rate, first flip |"
+	if !strings.Contains(md.String(), want) {
+		t.Errorf("acceptance lacks %q:\n%s", want, md.String())
 	}
 }
