@@ -9,28 +9,56 @@ import (
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/onnx"
 )
 
-// builders maps each supported ONNX op type to the function that adds it to a graph.
-// The list is the whole contract of what this package runs.
+// builders maps each supported ONNX op type to the function that adds it to a
+// graph; with folders (integer shape arithmetic) it is the whole contract of what
+// this package runs.
 var builders = map[string]opBuilder{
-	"Add":                buildElementwise,
-	"Sub":                buildElementwise,
-	"Mul":                buildElementwise,
-	"Div":                buildElementwise,
-	"Relu":               buildRelu,
-	"LeakyRelu":          buildLeakyRelu,
-	"Sigmoid":            buildSigmoid,
-	"Tanh":               buildTanh,
-	"Conv":               buildConv,
-	"MaxPool":            buildMaxPool,
-	"MatMul":             buildMatMul,
-	"Gemm":               buildGemm,
-	"Flatten":            buildFlatten,
-	"Reshape":            buildReshape,
-	"BatchNormalization": buildBatchNorm,
-	"Softmax":            buildSoftmax,
-	"Identity":           buildIdentity,
-	"Dropout":            buildIdentity,
-	"Constant":           buildConstant,
+	// elementwise
+	"Add": one(2, 0, buildElementwise),
+	"Sub": one(2, 0, buildElementwise),
+	"Mul": one(2, 0, buildElementwise),
+	"Div": one(2, 0, buildElementwise),
+	"Pow": one(1, 0, buildPow),
+	// activation
+	"Relu":        one(1, 0, buildRelu),
+	"LeakyRelu":   one(1, 0, buildLeakyRelu),
+	"Sigmoid":     one(1, 0, buildSigmoid),
+	"Tanh":        one(1, 0, buildTanh),
+	"Erf":         one(1, 0, buildErf),
+	"Clip":        one(1, 0, buildClip),
+	"HardSigmoid": one(1, 0, buildHardSigmoid),
+	"HardSwish":   one(1, 0, buildHardSwish),
+	"Softmax":     one(1, 0, buildSoftmax),
+	"LogSoftmax":  one(1, 0, buildSoftmax),
+	// convolution and linear
+	"Conv":   one(2, 1, buildConv),
+	"MatMul": one(2, 0, buildMatMul),
+	"Gemm":   one(2, 1, buildGemm),
+	// pooling
+	"MaxPool":           one(1, 0, buildPool),
+	"AveragePool":       one(1, 0, buildPool),
+	"GlobalAveragePool": one(1, 0, buildGlobalPool),
+	"GlobalMaxPool":     one(1, 0, buildGlobalPool),
+	// normalisation and reduction
+	"BatchNormalization": one(5, 0, buildBatchNorm),
+	"ReduceMean":         one(1, 0, buildReduce),
+	"ReduceSum":          one(1, 0, buildReduce),
+	// layout
+	"Identity":  one(1, 0, buildIdentity),
+	"Dropout":   one(1, 0, buildIdentity),
+	"Constant":  one(0, 0, buildConstant),
+	"Cast":      one(1, 0, buildCast),
+	"Flatten":   one(1, 0, buildFlatten),
+	"Reshape":   one(1, 0, buildReshape),
+	"Squeeze":   one(1, 0, buildSqueeze),
+	"Unsqueeze": one(1, 0, buildSqueeze),
+	"Transpose": one(1, 0, buildTranspose),
+	"Concat":    one(-1, 0, buildConcat),
+	"Slice":     one(1, 0, buildSlice),
+	"Gather":    one(1, 0, buildGather),
+	"Split":     {inputs: 1, build: buildSplit},
+	"Pad":       one(1, 0, buildPad),
+	"Shape":     {}, // always folded
 }
 
 // SupportedOps lists the ONNX op types Compile accepts, sorted.
@@ -59,6 +87,9 @@ type Network struct {
 	paramOrder []string
 	// consts holds INT64 initializers (shapes), read at build time.
 	consts map[string]*onnx.Tensor
+	// opset is the version of the default (ai.onnx) operator set, which decides
+	// between some ops' semantics (Softmax's axis before and after 13).
+	opset int64
 	// softmaxOutput reports whether the graph ends in Softmax; the logits are then its input.
 	softmaxOutput bool
 }
@@ -83,19 +114,16 @@ func Compile(m *onnx.Model) (*Network, error) {
 			return nil, fmt.Errorf("%w: initializer %q has element type %s; only FLOAT weights are supported", ErrUnsupported, t.Name, t.DataType)
 		}
 	}
-	if d, ok := m.Opsets[""]; ok && d > 21 {
+	n.opset = m.Opsets[""]
+	if d, ok := m.Opsets["ai.onnx"]; ok && n.opset == 0 {
+		n.opset = d
+	}
+	if d := n.opset; d > 21 {
 		// Attributes are read in their opset <= 21 layout; later opsets move some to inputs.
 		return nil, fmt.Errorf("%w: opset %d is newer than the supported 21", ErrUnsupported, d)
 	}
 	for i := range m.Graph.Nodes {
 		node := &m.Graph.Nodes[i]
-		if a := node.Attr("value"); node.OpType == "Constant" && a != nil && a.T != nil &&
-			(a.T.DataType == onnx.DataTypeInt64 || a.T.DataType == onnx.DataTypeInt32) && len(node.Outputs) == 1 {
-			// Integer constants are shapes: resolve them now, as initializers are.
-			t := *a.T
-			t.Name = node.Outputs[0]
-			n.consts[t.Name] = &t
-		}
 		if node.Domain != "" && node.Domain != "ai.onnx" {
 			return nil, fmt.Errorf("%w: node %s: op %s from domain %q is not supported", ErrUnsupported, node.Label(), node.OpType, node.Domain)
 		}

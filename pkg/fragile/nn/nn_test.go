@@ -530,32 +530,38 @@ func TestCompileRejects(t *testing.T) {
 			unsupported: true,
 			want:        []string{"Flatten_0", "com.microsoft"},
 		},
-		"asymmetric pads": {
-			build:       conv(onnxtest.AttrInts("pads", 0, 0, 1, 1)),
-			unsupported: true,
-			want:        []string{"node Conv_0", "op Conv", "asymmetric"},
-		},
-		"SAME_UPPER needing asymmetric padding": {
-			build:       conv(onnxtest.AttrInts("kernel_shape", 2, 2), onnxtest.AttrString("auto_pad", "SAME_UPPER")),
-			unsupported: true,
-			want:        []string{"node Conv_0", "asymmetric"},
-		},
-		"grouped conv": {
+		"reflect padding": {
 			build: func(b *onnxtest.Builder) {
-				w := b.Weight("w", 0, 1, 4, 1, 3, 3)
-				h := b.Node("Conv", []string{b.Last(), w}, onnxtest.AttrInt("group", 2))
+				h := b.Node("Pad", []string{b.Last()}, onnxtest.AttrInts("pads", 0, 0, 1, 1, 0, 0, 1, 1), onnxtest.AttrString("mode", "reflect"))
 				b.Node("Flatten", []string{h})
 			},
 			unsupported: true,
-			want:        []string{"node Conv_0", "group=2"},
+			want:        []string{"node Pad_0", "op Pad", "reflect"},
 		},
-		"maxpool ceil_mode": {
+		"maxpool indices": {
 			build: func(b *onnxtest.Builder) {
-				h := b.Node("MaxPool", []string{b.Last()}, onnxtest.AttrInts("kernel_shape", 2, 2), onnxtest.AttrInts("strides", 2, 2), onnxtest.AttrInt("ceil_mode", 1))
+				h := b.Node("MaxPool", []string{b.Last()}, onnxtest.AttrInts("kernel_shape", 2, 2))
 				b.Node("Flatten", []string{h})
 			},
+			edit:        func(m *onnx.Model) { m.Graph.Nodes[0].Outputs = append(m.Graph.Nodes[0].Outputs, "indices") },
 			unsupported: true,
-			want:        []string{"node MaxPool_0", "ceil_mode"},
+			want:        []string{"node MaxPool_0", "Indices"},
+		},
+		"slice bounds computed from the data": {
+			build: func(b *onnxtest.Builder) {
+				h := b.Node("Flatten", []string{b.Last()})
+				b.Node("Slice", []string{h, b.Ints("starts", 0), h})
+			},
+			unsupported: true,
+			want:        []string{"node Slice_0", "op Slice", "constant integer"},
+		},
+		"reshape target computed from the data": {
+			build: func(b *onnxtest.Builder) {
+				h := b.Node("Flatten", []string{b.Last()})
+				b.Node("Reshape", []string{h, h})
+			},
+			unsupported: true,
+			want:        []string{"node Reshape_0", "constant integer"},
 		},
 		"unknown auto_pad": {
 			build:       conv(onnxtest.AttrString("auto_pad", "SIDEWAYS")),

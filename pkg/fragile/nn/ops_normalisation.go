@@ -1,0 +1,60 @@
+package nn
+
+import (
+	"fmt"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/fragile-operator/fragile-operator/pkg/fragile/onnx"
+)
+
+// buildBatchNorm is inference-mode batch normalisation on any rank >= 2:
+// y = x*s + (bias - mean*s) with s = scale/sqrt(var+eps), per channel (axis 1).
+// Scale and bias stay graph nodes so attack tools get their gradients.
+func buildBatchNorm(b *builder, node *onnx.Node, in []*G.Node) (*G.Node, error) {
+	if len(node.Outputs) > 1 {
+		for _, o := range node.Outputs[1:] {
+			if o != "" {
+				return nil, unsupported("training-mode outputs (running mean/var) are not supported")
+			}
+		}
+	}
+	x, scale, bias, mean, variance := in[0], in[1], in[2], in[3], in[4]
+	eps := float64(attrFloat(node, "epsilon", 1e-5))
+	if x.Dims() < 2 {
+		return nil, fmt.Errorf("input %v has no channel axis", x.Shape())
+	}
+	shape := ones(x.Dims())
+	shape[1] = x.Shape()[1]
+	std, err := G.Add(variance, b.constant(eps))
+	if err != nil {
+		return nil, err
+	}
+	if std, err = G.Sqrt(std); err != nil {
+		return nil, err
+	}
+	s, err := G.HadamardDiv(scale, std)
+	if err != nil {
+		return nil, err
+	}
+	meanS, err := G.HadamardProd(mean, s)
+	if err != nil {
+		return nil, err
+	}
+	shift, err := G.Sub(bias, meanS)
+	if err != nil {
+		return nil, err
+	}
+	if s, err = G.Reshape(s, tensor.Shape(shape)); err != nil {
+		return nil, err
+	}
+	if shift, err = G.Reshape(shift, tensor.Shape(shape)); err != nil {
+		return nil, err
+	}
+	y, err := broadcastBinary("Mul", x, s)
+	if err != nil {
+		return nil, err
+	}
+	return broadcastBinary("Add", y, shift)
+}

@@ -1,0 +1,171 @@
+package nn
+
+import (
+	"fmt"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/fragile-operator/fragile-operator/pkg/fragile/onnx"
+)
+
+// Layout ops on FLOAT data. The same ops on constant integers (shape arithmetic)
+// are folded by fold.go instead.
+
+func buildIdentity(_ *builder, _ *onnx.Node, in []*G.Node) (*G.Node, error) { return in[0], nil }
+
+// buildConstant adds a FLOAT Constant (integer ones are folded) and records its
+// values for ops that read them as parameters.
+func buildConstant(b *builder, node *onnx.Node, _ []*G.Node) (*G.Node, error) {
+	a := node.Attr("value")
+	if a == nil || a.T == nil {
+		return nil, unsupported("only the tensor form of Constant is supported")
+	}
+	if a.T.DataType != onnx.DataTypeFloat {
+		return nil, unsupported("constant of type %s is not supported", a.T.DataType)
+	}
+	values := float64s(a.T.Float)
+	b.floats[node.Outputs[0]] = values
+	return b.constantNode(node.Outputs[0], intDims(a.T.Dims), values), nil
+}
+
+// buildCast passes FLOAT data through a Cast to FLOAT (integer casts are folded).
+func buildCast(_ *builder, node *onnx.Node, in []*G.Node) (*G.Node, error) {
+	if to := onnx.DataType(attrInt(node, "to", 0)); to != onnx.DataTypeFloat && to != onnx.DataTypeDouble {
+		return nil, unsupported("cast of FLOAT data to %s is not supported", to)
+	}
+	return in[0], nil
+}
+
+func buildFlatten(_ *builder, node *onnx.Node, in []*G.Node) (*G.Node, error) {
+	shape, err := flattenShape(in[0].Shape(), int(attrInt(node, "axis", 1)))
+	if err != nil {
+		return nil, err
+	}
+	return G.Reshape(in[0], tensor.Shape(shape))
+}
+
+func buildReshape(b *builder, node *onnx.Node, in []*G.Node) (*G.Node, error) {
+	target, err := b.ints(node, 1)
+	if err != nil {
+		return nil, err
+	}
+	batchDim := len(target) > 0 && b.dynamic[node.Inputs[0]] && b.net.fixedBatch > 0 && int(target[0]) == b.net.fixedBatch
+	shape, err := reshapeTarget(in[0].Shape(), target, batchDim, b.batch, attrInt(node, "allowzero", 0) != 0)
+	if err != nil {
+		return nil, err
+	}
+	return G.Reshape(in[0], tensor.Shape(shape))
+}
+
+func buildSqueeze(b *builder, node *onnx.Node, in []*G.Node) (*G.Node, error) {
+	axes, ok, err := squeezeAxes(b, node)
+	if err != nil {
+		return nil, err
+	}
+	var shape []int
+	if node.OpType == "Squeeze" {
+		shape, err = squeezeShape(in[0].Shape(), axes, !ok)
+	} else if !ok {
+		return nil, fmt.Errorf("Unsqueeze needs axes")
+	} else {
+		shape, err = unsqueezeShape(in[0].Shape(), axes)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(shape) == 0 {
+		return nil, unsupported("squeezing %v to a scalar is not supported", in[0].Shape())
+	}
+	return G.Reshape(in[0], tensor.Shape(shape))
+}
+
+func buildTranspose(_ *builder, node *onnx.Node, in []*G.Node) (*G.Node, error) {
+	perm, err := transposePerm(node, in[0].Dims())
+	if err != nil {
+		return nil, err
+	}
+	identity := true
+	for i, p := range perm {
+		identity = identity && i == p
+	}
+	if identity {
+		return in[0], nil
+	}
+	return G.Transpose(in[0], perm...)
+}
+
+// buildConcat joins its FLOAT inputs (any number) along axis.
+func buildConcat(_ *builder, node *onnx.Node, parts []*G.Node) (*G.Node, error) {
+	if len(parts) == 0 {
+		return nil, fmt.Errorf("no inputs")
+	}
+	a, err := axis(int(attrInt(node, "axis", 0)), parts[0].Dims())
+	if err != nil {
+		return nil, err
+	}
+	if len(parts) == 1 {
+		return parts[0], nil
+	}
+	return G.Concat(a, parts...)
+}
+
+func buildSlice(b *builder, node *onnx.Node, in []*G.Node) (*G.Node, error) {
+	index, err := sliceIndex(b, node, in[0].Shape())
+	if err != nil {
+		return nil, err
+	}
+	return applyKernel(&selectKernel{index: index, what: "Slice"}, in[0])
+}
+
+func buildGather(b *builder, node *onnx.Node, in []*G.Node) (*G.Node, error) {
+	indices, ok := b.known[node.Inputs[1]]
+	if !ok {
+		return nil, unsupported("indices %q must be a constant integer tensor", node.Inputs[1])
+	}
+	index, shape, err := gatherIndex(in[0].Shape(), int(attrInt(node, "axis", 0)), indices)
+	if err != nil {
+		return nil, err
+	}
+	if len(shape) == 0 {
+		return nil, unsupported("gathering a scalar from %v is not supported", in[0].Shape())
+	}
+	y, err := applyKernel(&selectKernel{index: index, what: "Gather"}, in[0])
+	if err != nil {
+		return nil, err
+	}
+	return G.Reshape(y, tensor.Shape(shape))
+}
+
+func buildSplit(b *builder, node *onnx.Node, in []*G.Node) ([]*G.Node, error) {
+	parts, err := splitIndex(b, node, in[0].Shape())
+	if err != nil {
+		return nil, err
+	}
+	outs := make([]*G.Node, len(parts))
+	for i, index := range parts {
+		if outs[i], err = applyKernel(&selectKernel{index: index, what: "Split"}, in[0]); err != nil {
+			return nil, err
+		}
+	}
+	return outs, nil
+}
+
+// buildPad is constant padding (negative pads crop); the value is the attribute
+// before opset 11 and the optional constant input 2 from 11 on.
+func buildPad(b *builder, node *onnx.Node, in []*G.Node) (*G.Node, error) {
+	if mode := attrString(node, "mode", "constant"); mode != "constant" {
+		return nil, unsupported("mode %q is not supported, only constant", mode)
+	}
+	value := float64(attrFloat(node, "value", 0))
+	if v, ok, err := b.optionalScalar(node, 2); err != nil {
+		return nil, err
+	} else if ok {
+		value = v
+	}
+	index, err := padIndex(b, node, in[0].Shape())
+	if err != nil {
+		return nil, err
+	}
+	return applyKernel(&selectKernel{index: index, fill: value, what: "Pad"}, in[0])
+}
