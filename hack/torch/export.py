@@ -17,9 +17,12 @@ Every fixture NAME writes three files in OUTDIR and one entry in OUTDIR/manifest
     NAME.onnx         the model as torch.onnx.export writes it (input "input", output "logits")
     NAME.inputs.f32   N examples, raw little-endian float32, shape N x C x H x W, row-major
     NAME.logits.f32   PyTorch's logits for them, raw little-endian float32, N x classes
+    NAME.exact.f64    the same model run by PyTorch in float64 on the same inputs, raw
+                      little-endian float64, N x classes: the logits without float32
+                      rounding, against which any float32 runtime's error is measured
 
 The manifest is {"torch":..., "torchvision":..., "fixtures":[{...}, ...]}; each fixture
-has name, family, model, inputs, logits (file names relative to OUTDIR), opset,
+has name, family, model, inputs, logits, exact (file names relative to OUTDIR), opset,
 shape [C,H,W], classes, n, seed, dynamicBatch, inputName, outputName, note.
 
 vgg11_bn cannot export at 32x32 as torchvision builds it: AdaptiveAvgPool2d((7,7)) of
@@ -28,6 +31,7 @@ fixtures use the usual CIFAR adaptation instead: avgpool = Identity and
 classifier[0] = Linear(512, 4096) (the feature map is 512x1x1 at 32 px).
 """
 
+import copy
 import json
 import os
 import sys
@@ -123,6 +127,7 @@ def main():
         x = torch.randn(EXAMPLES, 3, size, size, generator=g)
         with torch.no_grad():
             logits = model(x)
+            exact = copy.deepcopy(model).double()(x.double())
         kwargs = {}
         if dynamic:
             kwargs["dynamic_axes"] = {"input": {0: "batch"}, "logits": {0: "batch"}}
@@ -138,6 +143,7 @@ def main():
         )
         write_f32(os.path.join(outdir, name + ".inputs.f32"), x)
         write_f32(os.path.join(outdir, name + ".logits.f32"), logits)
+        exact.detach().contiguous().numpy().astype("<f8").tofile(os.path.join(outdir, name + ".exact.f64"))
         manifest["fixtures"].append(
             {
                 "name": name,
@@ -145,6 +151,7 @@ def main():
                 "model": name + ".onnx",
                 "inputs": name + ".inputs.f32",
                 "logits": name + ".logits.f32",
+                "exact": name + ".exact.f64",
                 "opset": opset,
                 "shape": [3, size, size],
                 "classes": classes,
