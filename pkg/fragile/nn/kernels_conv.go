@@ -45,36 +45,38 @@ func convOut(size, kernel, stride, dilation, pad int) int {
 	return (size+pad-(kernel-1)*dilation-1)/stride + 1
 }
 
-// each calls fn(xi, wi, yi) for every product x[xi]*w[wi] that contributes to y[yi].
-func (k *convKernel) each(shapes []tensor.Shape, fn func(xi, wi, yi int)) {
+// each calls fn(x0, xs, wi, y0, n) for every weight w[wi] and output row it
+// touches: w[wi] multiplies x[x0 + t*xs] into y[y0 + t] for t < n, the output
+// positions of the row whose input position falls inside the unpadded input.
+func (k *convKernel) each(shapes []tensor.Shape, fn func(x0, xs, wi, y0, n int)) {
 	x, w := shapes[0], shapes[1]
 	n, c, h, wd := x[0], x[1], x[2], x[3]
 	m, cg, kh, kw := w[0], w[1], w[2], w[3]
-	oh := convOut(h, kh, k.strides[0], k.dilations[0], k.padTop+k.padBottom)
-	ow := convOut(wd, kw, k.strides[1], k.dilations[1], k.padLeft+k.padRight)
+	sh, sw := k.strides[0], k.strides[1]
+	oh := convOut(h, kh, sh, k.dilations[0], k.padTop+k.padBottom)
+	ow := convOut(wd, kw, sw, k.dilations[1], k.padLeft+k.padRight)
 	mg := m / k.groups
-	for b := range n {
-		for o := range m {
-			g := o / mg
-			for ci := range cg {
-				xc := (b*c + g*cg + ci) * h * wd
-				wc := (o*cg + ci) * kh * kw
-				for i := range kh {
-					for j := range kw {
-						wi := wc + i*kw + j
+	for j := range kw {
+		// Output columns whose input column ix = xx*sw - padLeft + j*dilation is inside.
+		off := j*k.dilations[1] - k.padLeft
+		first := max(0, ceilDiv(-off, sw))
+		last := min(ow-1, floorDiv(wd-1-off, sw))
+		if last < first {
+			continue
+		}
+		for b := range n {
+			for o := range m {
+				g := o / mg
+				for ci := range cg {
+					xc := (b*c + g*cg + ci) * h * wd
+					for i := range kh {
+						wi := ((o*cg+ci)*kh+i)*kw + j
 						for y := range oh {
-							iy := y*k.strides[0] - k.padTop + i*k.dilations[0]
+							iy := y*sh - k.padTop + i*k.dilations[0]
 							if iy < 0 || iy >= h {
 								continue
 							}
-							yrow := ((b*m+o)*oh + y) * ow
-							for xx := range ow {
-								ix := xx*k.strides[1] - k.padLeft + j*k.dilations[1]
-								if ix < 0 || ix >= wd {
-									continue
-								}
-								fn(xc+iy*wd+ix, wi, yrow+xx)
-							}
+							fn(xc+iy*wd+first*sw+off, sw, wi, ((b*m+o)*oh+y)*ow+first, last-first+1)
 						}
 					}
 				}
@@ -83,16 +85,41 @@ func (k *convKernel) each(shapes []tensor.Shape, fn func(xi, wi, yi int)) {
 	}
 }
 
+func ceilDiv(a, b int) int { return -floorDiv(-a, b) }
+func floorDiv(a, b int) int {
+	q := a / b
+	if (a%b != 0) && ((a < 0) != (b < 0)) {
+		q--
+	}
+	return q
+}
+
 func (k *convKernel) forward(out []float64, in [][]float64, shapes []tensor.Shape) {
 	x, w := in[0], in[1]
-	k.each(shapes, func(xi, wi, yi int) { out[yi] += x[xi] * w[wi] })
+	k.each(shapes, func(x0, xs, wi, y0, n int) {
+		wv := w[wi]
+		for t := range n {
+			out[y0+t] += wv * x[x0+t*xs]
+		}
+	})
 }
 
 func (k *convKernel) backward(wrt int, grad, gradOut []float64, in [][]float64, shapes []tensor.Shape) {
 	x, w := in[0], in[1]
 	if wrt == 0 {
-		k.each(shapes, func(xi, wi, yi int) { grad[xi] += w[wi] * gradOut[yi] })
+		k.each(shapes, func(x0, xs, wi, y0, n int) {
+			wv := w[wi]
+			for t := range n {
+				grad[x0+t*xs] += wv * gradOut[y0+t]
+			}
+		})
 		return
 	}
-	k.each(shapes, func(xi, wi, yi int) { grad[wi] += x[xi] * gradOut[yi] })
+	k.each(shapes, func(x0, xs, wi, y0, n int) {
+		sum := 0.0
+		for t := range n {
+			sum += x[x0+t*xs] * gradOut[y0+t]
+		}
+		grad[wi] += sum
+	})
 }

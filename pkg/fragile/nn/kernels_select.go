@@ -34,10 +34,43 @@ func (k *selectKernel) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s(fill %g", k.what, k.fill)
 	for _, idx := range k.index {
-		fmt.Fprintf(&b, "; %v", idx)
+		b.WriteString("; ")
+		b.WriteString(describeIndex(idx))
 	}
 	b.WriteString(")")
 	return b.String()
+}
+
+// describeIndex renders an axis's selection exactly but briefly: fill positions at
+// either end as "pad N", and the rest as start:end:step when it is a progression.
+func describeIndex(idx []int) string {
+	lead, trail := 0, 0
+	for lead < len(idx) && idx[lead] < 0 {
+		lead++
+	}
+	for trail < len(idx)-lead && idx[len(idx)-1-trail] < 0 {
+		trail++
+	}
+	body := idx[lead : len(idx)-trail]
+	progression := len(body) > 0
+	for i := 1; i < len(body) && progression; i++ {
+		progression = body[i] >= 0 && body[i]-body[i-1] == body[1]-body[0] && body[1] != body[0]
+	}
+	var parts []string
+	if lead > 0 {
+		parts = append(parts, fmt.Sprintf("pad %d", lead))
+	}
+	switch {
+	case progression && len(body) > 1:
+		step := body[1] - body[0]
+		parts = append(parts, fmt.Sprintf("%d:%d:%d", body[0], body[len(body)-1]+step, step))
+	case len(body) > 0:
+		parts = append(parts, fmt.Sprint(body))
+	}
+	if trail > 0 {
+		parts = append(parts, fmt.Sprintf("pad %d", trail))
+	}
+	return strings.Join(parts, " ")
 }
 
 func (k *selectKernel) differentiable() []bool { return []bool{true} }

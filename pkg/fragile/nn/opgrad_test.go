@@ -22,19 +22,6 @@ type opCase struct {
 	body  func(b *onnxtest.Builder) string
 }
 
-// constFloats adds a FLOAT Constant node (the form PyTorch gives Clip's bounds and
-// Pad's value), so the value is a constant, not a weight.
-func constFloats(b *onnxtest.Builder, dims []int64, v ...float32) string {
-	return b.Node("Constant", nil, onnx.Attribute{Name: "value", Type: onnx.AttributeTensor,
-		T: &onnx.Tensor{Dims: dims, DataType: onnx.DataTypeFloat, Float: v}})
-}
-
-// constInts adds an INT64 Constant node.
-func constInts(b *onnxtest.Builder, v ...int64) string {
-	return b.Node("Constant", nil, onnx.Attribute{Name: "value", Type: onnx.AttributeTensor,
-		T: &onnx.Tensor{Dims: []int64{int64(len(v))}, DataType: onnx.DataTypeInt64, Int64: v}})
-}
-
 // model builds the case's classifier; the head's width is read by compiling the
 // body alone (its flattened output is a (batch, features) "classifier" too).
 func (c opCase) model(t *testing.T, seed uint64) *onnx.Model {
@@ -94,6 +81,19 @@ var opCases = map[string]opCase{
 	"Conv dilation 2 one group": {body: func(b *onnxtest.Builder) string {
 		return b.Node("Conv", []string{b.Last(), convWeight(b, 3, 4, 3, 3)}, onnxtest.AttrInts("dilations", 2, 2), onnxtest.AttrInts("pads", 1, 1, 1, 1))
 	}},
+	"Conv 1-D group 2 asymmetric pads": {dims: []int64{4, 9}, body: func(b *onnxtest.Builder) string {
+		return b.Node("Conv", []string{b.Last(), convWeight(b, 4, 2, 3), b.Weight("conv.bias", 0, 0.1, 4)},
+			onnxtest.AttrInt("group", 2), onnxtest.AttrInts("pads", 2, 1), onnxtest.AttrInts("strides", 2))
+	}},
+	"MaxPool 1-D ceil_mode": {dims: []int64{4, 9}, body: func(b *onnxtest.Builder) string {
+		return b.Node("MaxPool", []string{b.Last()}, onnxtest.AttrInts("kernel_shape", 2), onnxtest.AttrInts("strides", 2), onnxtest.AttrInt("ceil_mode", 1))
+	}},
+	"AveragePool 1-D pads": {dims: []int64{4, 9}, body: func(b *onnxtest.Builder) string {
+		return b.Node("AveragePool", []string{b.Last()}, onnxtest.AttrInts("kernel_shape", 3), onnxtest.AttrInts("pads", 1, 1))
+	}},
+	"GlobalAveragePool 1-D": {dims: []int64{4, 9}, body: func(b *onnxtest.Builder) string {
+		return b.Node("GlobalAveragePool", []string{b.Last()})
+	}},
 	"MaxPool ceil_mode": {body: func(b *onnxtest.Builder) string {
 		return b.Node("MaxPool", []string{b.Last()}, onnxtest.AttrInts("kernel_shape", 3, 3), onnxtest.AttrInts("strides", 2, 2), onnxtest.AttrInt("ceil_mode", 1))
 	}},
@@ -128,24 +128,24 @@ var opCases = map[string]opCase{
 	}},
 	"Clip inputs (opset 13)": {body: func(b *onnxtest.Builder) string {
 		x := b.Last()
-		return b.Node("Clip", []string{x, constFloats(b, nil, -0.5), constFloats(b, nil, 0.7)})
+		return b.Node("Clip", []string{x, b.FloatConstant(nil, -0.5), b.FloatConstant(nil, 0.7)})
 	}},
 	"Clip max only": {body: func(b *onnxtest.Builder) string {
 		x := b.Last()
-		return b.Node("Clip", []string{x, "", constFloats(b, nil, 0.5)})
+		return b.Node("Clip", []string{x, "", b.FloatConstant(nil, 0.5)})
 	}},
 	"Clip min only": {body: func(b *onnxtest.Builder) string {
 		x := b.Last()
-		return b.Node("Clip", []string{x, constFloats(b, nil, -0.3)})
+		return b.Node("Clip", []string{x, b.FloatConstant(nil, -0.3)})
 	}},
 	"HardSigmoid default": {body: func(b *onnxtest.Builder) string {
-		return b.Node("HardSigmoid", []string{b.Node("Mul", []string{b.Last(), constFloats(b, nil, 4)})})
+		return b.Node("HardSigmoid", []string{b.Node("Mul", []string{b.Last(), b.FloatConstant(nil, 4)})})
 	}},
 	"HardSigmoid alpha beta": {body: func(b *onnxtest.Builder) string {
 		return b.Node("HardSigmoid", []string{b.Last()}, onnxtest.AttrFloat("alpha", 0.5), onnxtest.AttrFloat("beta", 0.4))
 	}},
 	"HardSwish": {body: func(b *onnxtest.Builder) string {
-		return b.Node("HardSwish", []string{b.Node("Mul", []string{b.Last(), constFloats(b, nil, 4)})})
+		return b.Node("HardSwish", []string{b.Node("Mul", []string{b.Last(), b.FloatConstant(nil, 4)})})
 	}},
 	"Sigmoid Mul (SiLU)": {body: func(b *onnxtest.Builder) string {
 		x := b.Last()
@@ -153,14 +153,14 @@ var opCases = map[string]opCase{
 	}},
 	"Erf": {body: func(b *onnxtest.Builder) string { return b.Node("Erf", []string{b.Last()}) }},
 	"Pow": {body: func(b *onnxtest.Builder) string {
-		return b.Node("Pow", []string{b.Last(), constFloats(b, nil, 3)})
+		return b.Node("Pow", []string{b.Last(), b.FloatConstant(nil, 3)})
 	}},
 	"Pad attributes (opset 2)": {opset: 2, body: func(b *onnxtest.Builder) string {
 		return b.Node("Pad", []string{b.Last()}, onnxtest.AttrInts("pads", 0, 0, 1, 2, 0, 1, 0, 1), onnxtest.AttrFloat("value", 0.25))
 	}},
 	"Pad inputs (opset 13), crop": {body: func(b *onnxtest.Builder) string {
 		x := b.Last()
-		return b.Node("Pad", []string{x, constInts(b, 0, 0, 1, -1, 0, 0, -2, 2), constFloats(b, nil, -0.5)})
+		return b.Node("Pad", []string{x, b.IntConstant(0, 0, 1, -1, 0, 0, -2, 2), b.FloatConstant(nil, -0.5)})
 	}},
 	"Transpose NHWC": {body: func(b *onnxtest.Builder) string {
 		return b.Node("Transpose", []string{b.Last()}, onnxtest.AttrInts("perm", 0, 2, 3, 1))
@@ -170,28 +170,27 @@ var opCases = map[string]opCase{
 	}},
 	"Slice inputs with steps and INT_MAX": {body: func(b *onnxtest.Builder) string {
 		x := b.Last()
-		return b.Node("Slice", []string{x, constInts(b, 0, 1), constInts(b, math.MaxInt64, -1), constInts(b, 2, 3), constInts(b, 2, 1)})
+		return b.Node("Slice", []string{x, b.IntConstant(0, 1), b.IntConstant(math.MaxInt64, -1), b.IntConstant(2, 3), b.IntConstant(2, 1)})
 	}},
 	"Slice negative step": {body: func(b *onnxtest.Builder) string {
 		x := b.Last()
-		return b.Node("Slice", []string{x, constInts(b, -1), constInts(b, math.MinInt64), constInts(b, 1), constInts(b, -2)})
+		return b.Node("Slice", []string{x, b.IntConstant(-1), b.IntConstant(math.MinInt64), b.IntConstant(1), b.IntConstant(-2)})
 	}},
 	"Gather indices": {body: func(b *onnxtest.Builder) string {
 		return b.Node("Gather", []string{b.Last(), b.Ints("idx", 3, 0, -1)}, onnxtest.AttrInt("axis", 1))
 	}},
 	"Gather scalar index": {body: func(b *onnxtest.Builder) string {
 		x := b.Last()
-		idx := b.Node("Constant", nil, onnx.Attribute{Name: "value", Type: onnx.AttributeTensor, T: &onnx.Tensor{DataType: onnx.DataTypeInt64, Int64: []int64{2}}})
-		return b.Node("Gather", []string{x, idx}, onnxtest.AttrInt("axis", 2))
+		return b.Node("Gather", []string{x, b.IntScalar(2)}, onnxtest.AttrInt("axis", 2))
 	}},
 	"Shape Gather Unsqueeze Concat Reshape": {body: func(b *onnxtest.Builder) string {
 		x := b.Last()
 		shape := b.Node("Shape", []string{x})
-		batch := b.Node("Gather", []string{shape, b.Node("Constant", nil, onnx.Attribute{Name: "value", Type: onnx.AttributeTensor, T: &onnx.Tensor{DataType: onnx.DataTypeInt64, Int64: []int64{0}}})}, onnxtest.AttrInt("axis", 0))
-		batch = b.Node("Unsqueeze", []string{batch, constInts(b, 0)})
-		channels := b.Node("Gather", []string{shape, constInts(b, 1)}, onnxtest.AttrInt("axis", 0))
-		half := b.Node("Div", []string{b.Node("Add", []string{channels, constInts(b, 1)}), constInts(b, 2)})
-		target := b.Node("Concat", []string{batch, constInts(b, 2), half, constInts(b, -1)}, onnxtest.AttrInt("axis", 0))
+		batch := b.Node("Gather", []string{shape, b.IntScalar(0)}, onnxtest.AttrInt("axis", 0))
+		batch = b.Node("Unsqueeze", []string{batch, b.IntConstant(0)})
+		channels := b.Node("Gather", []string{shape, b.IntConstant(1)}, onnxtest.AttrInt("axis", 0))
+		half := b.Node("Div", []string{b.Node("Add", []string{channels, b.IntConstant(1)}), b.IntConstant(2)})
+		target := b.Node("Concat", []string{batch, b.IntConstant(2), half, b.IntConstant(-1)}, onnxtest.AttrInt("axis", 0))
 		y := b.Node("Reshape", []string{x, target})
 		y = b.Node("Transpose", []string{y}, onnxtest.AttrInts("perm", 0, 2, 1, 3))
 		return b.Node("Mul", []string{y, b.Node("Cast", []string{half}, onnxtest.AttrInt("to", int64(onnx.DataTypeFloat)))})
@@ -201,8 +200,8 @@ var opCases = map[string]opCase{
 		return b.Node("Squeeze", []string{b.Node("Sigmoid", []string{y})}, onnxtest.AttrInts("axes", 2))
 	}},
 	"Squeeze Unsqueeze inputs (opset 13)": {body: func(b *onnxtest.Builder) string {
-		y := b.Node("Unsqueeze", []string{b.Last(), constInts(b, 1)})
-		return b.Node("Squeeze", []string{b.Node("Sigmoid", []string{y}), constInts(b, 1)})
+		y := b.Node("Unsqueeze", []string{b.Last(), b.IntConstant(1)})
+		return b.Node("Squeeze", []string{b.Node("Sigmoid", []string{y}), b.IntConstant(1)})
 	}},
 	"ReduceMean keepdims 0": {body: func(b *onnxtest.Builder) string {
 		return b.Node("ReduceMean", []string{b.Last()}, onnxtest.AttrInts("axes", 2, 3), onnxtest.AttrInt("keepdims", 0))
@@ -211,14 +210,14 @@ var opCases = map[string]opCase{
 		return b.Node("ReduceMean", []string{b.Last()}, onnxtest.AttrInts("axes", -3))
 	}},
 	"ReduceSum axes input (opset 13)": {body: func(b *onnxtest.Builder) string {
-		return b.Node("ReduceSum", []string{b.Last(), constInts(b, 1, 3)})
+		return b.Node("ReduceSum", []string{b.Last(), b.IntConstant(1, 3)})
 	}},
 	"Split attribute (opset 11)": {opset: 11, body: func(b *onnxtest.Builder) string {
 		split := b.Node("Split", []string{b.Last()}, onnxtest.AttrInt("axis", 1), onnxtest.AttrInts("split", 1, 3))
 		return splitTwo(b, split)
 	}},
 	"Split input (opset 13)": {body: func(b *onnxtest.Builder) string {
-		split := b.Node("Split", []string{b.Last(), constInts(b, 4, 2)}, onnxtest.AttrInt("axis", -1))
+		split := b.Node("Split", []string{b.Last(), b.IntConstant(4, 2)}, onnxtest.AttrInt("axis", -1))
 		return splitTwo(b, split)
 	}},
 	"Split equal parts": {body: func(b *onnxtest.Builder) string {

@@ -6,13 +6,13 @@ import (
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/onnx"
 )
 
-// buildPool is MaxPool and AveragePool over 2-D windows, with every attribute
+// buildPool is MaxPool and AveragePool over 1-D and 2-D windows, with every attribute
 // from opset 7 to 17 (ceil_mode, dilations, count_include_pad, auto_pad,
 // asymmetric pads), on poolKernel.
 func buildPool(_ *builder, node *onnx.Node, in []*G.Node) (*G.Node, error) {
 	x := in[0]
-	if x.Dims() != 4 {
-		return nil, unsupported("only 2-D pooling (4-D tensors) is supported, got %v", x.Shape())
+	if x.Dims() != 3 && x.Dims() != 4 {
+		return nil, unsupported("only 1-D and 2-D pooling (3-D and 4-D tensors) are supported, got %v", x.Shape())
 	}
 	if len(node.Outputs) > 1 && node.Outputs[1] != "" {
 		return nil, unsupported("the Indices output is not supported")
@@ -24,25 +24,40 @@ func buildPool(_ *builder, node *onnx.Node, in []*G.Node) (*G.Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	return applyKernel(&poolKernel{
+	x, unlift, err := lift1D(x)
+	if err != nil {
+		return nil, err
+	}
+	y, err := applyKernel(&poolKernel{
 		average: node.OpType == "AveragePool",
 		kernel:  win.kernel, strides: win.strides, dilations: win.dilations,
 		padTop: win.pads[0], padLeft: win.pads[1], padBottom: win.pads[2], padRight: win.pads[3],
 		ceil:     attrInt(node, "ceil_mode", 0) != 0,
 		countPad: attrInt(node, "count_include_pad", 0) != 0,
 	}, x)
+	if err != nil {
+		return nil, err
+	}
+	return unlift(y)
 }
 
 // buildGlobalPool is GlobalAveragePool and GlobalMaxPool: one window covering the
 // whole plane.
 func buildGlobalPool(_ *builder, node *onnx.Node, in []*G.Node) (*G.Node, error) {
-	x := in[0]
+	x, unlift, err := lift1D(in[0])
+	if err != nil {
+		return nil, err
+	}
 	if x.Dims() != 4 {
-		return nil, unsupported("only 2-D pooling (4-D tensors) is supported, got %v", x.Shape())
+		return nil, unsupported("only 1-D and 2-D pooling (3-D and 4-D tensors) are supported, got %v", in[0].Shape())
 	}
 	s := x.Shape()
-	return applyKernel(&poolKernel{
+	y, err := applyKernel(&poolKernel{
 		average: node.OpType == "GlobalAveragePool",
 		kernel:  [2]int{s[2], s[3]}, strides: [2]int{1, 1}, dilations: [2]int{1, 1},
 	}, x)
+	if err != nil {
+		return nil, err
+	}
+	return unlift(y)
 }

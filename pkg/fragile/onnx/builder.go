@@ -83,6 +83,29 @@ func (b *Builder) Ints(name string, values ...int64) string {
 	return name
 }
 
+// FloatConstant appends a Constant node holding FLOAT values of the given dims (a
+// scalar when dims is empty), the form torch.onnx.export gives Clip's bounds, and
+// returns its output name.
+func (b *Builder) FloatConstant(dims []int64, values ...float32) string {
+	return b.constant(Tensor{Dims: append([]int64(nil), dims...), DataType: DataTypeFloat, Float: values})
+}
+
+// IntConstant appends a Constant node holding a 1-D INT64 tensor (shapes, axes,
+// slice bounds) and returns its output name.
+func (b *Builder) IntConstant(values ...int64) string {
+	return b.constant(Tensor{Dims: []int64{int64(len(values))}, DataType: DataTypeInt64, Int64: values})
+}
+
+// IntScalar appends a Constant node holding one INT64 scalar (Gather's index in
+// PyTorch's shape arithmetic) and returns its output name.
+func (b *Builder) IntScalar(v int64) string {
+	return b.constant(Tensor{DataType: DataTypeInt64, Int64: []int64{v}})
+}
+
+func (b *Builder) constant(t Tensor) string {
+	return b.Node("Constant", nil, Attribute{Name: "value", Type: AttributeTensor, T: &t})
+}
+
 // Node appends a node of the given op reading inputs, names it <op>_<k>, and returns
 // its (single) output name.
 func (b *Builder) Node(op string, inputs []string, attrs ...Attribute) string {

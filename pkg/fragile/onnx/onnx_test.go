@@ -625,3 +625,31 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestBuilderConstants checks the Constant nodes the Builder writes (the forms
+// torch.onnx.export uses for shapes, indices and scalar bounds) survive encoding.
+func TestBuilderConstants(t *testing.T) {
+	b := onnx.NewBuilder(nil, "test", "x", -1, 4)
+	lo := b.FloatConstant(nil, -0.5)
+	axes := b.IntConstant(0, math.MaxInt64)
+	index := b.IntScalar(-1)
+	b.Node("Clip", []string{"x", lo})
+	m, err := onnx.Decode(onnx.Encode(b.Model(-1, 4)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]onnx.Tensor{
+		lo:    {DataType: onnx.DataTypeFloat, Float: []float32{-0.5}},
+		axes:  {Dims: []int64{2}, DataType: onnx.DataTypeInt64, Int64: []int64{0, math.MaxInt64}},
+		index: {DataType: onnx.DataTypeInt64, Int64: []int64{-1}},
+	}
+	for _, n := range m.Graph.Nodes[:3] {
+		a := n.Attr("value")
+		if n.OpType != "Constant" || a == nil || a.T == nil {
+			t.Fatalf("node %s: %s without a tensor value", n.Label(), n.OpType)
+		}
+		if diff := cmp.Diff(want[n.Outputs[0]], *a.T, cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("constant %s (-want +got):\n%s", n.Outputs[0], diff)
+		}
+	}
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# hack/families.sh: issue 9's acceptance on the torchvision families, through the
+# CLI a user runs. For each family at 3x32x32 (opset 13 unless OPSET is set):
+# `fragile watermark --triggers 100`, `fragile verify` of the same file (must be
+# intact), and verify of a copy from `fragile attack noise --sigma 1e-3 --relative`
+# (must be tampered). Prints one line per family with the wall time of each step;
+# ROUNDS (default 1) watermarks each family that many times and reports the median.
+#
+#   hack/families.sh [FAMILY...]      # default: all nine
+#
+# The fixtures come from hack/torch/fixtures.sh (or FRAGILE_TORCH_DIR).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source hack/lib.sh
+
+dir="${FRAGILE_TORCH_DIR:-$(hack/torch/fixtures.sh)}"
+opset="${OPSET:-13}"
+rounds="${ROUNDS:-1}"
+families=("$@")
+[[ ${#families[@]} -gt 0 ]] || families=(resnet18 mobilenet_v2 mobilenet_v3_small squeezenet1_1 efficientnet_b0
+  shufflenet_v2_x0_5 densenet121 regnet_x_400mf vgg11_bn)
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+go build -o "$work/fragile" ./cmd/fragile
+fragile="$work/fragile"
+"$fragile" keygen -out "$work/key" >/dev/null
+
+seconds() { local start=$SECONDS; "$@" >"$work/out" 2>&1 || { cat "$work/out" >&2; return 1; }; echo $((SECONDS - start)); }
+median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+
+printf '%-20s %14s %8s %14s\n' family "watermark (s)" "intact" "noise 1e-3"
+for family in "${families[@]}"; do
+  model="$dir/${family}_32_op${opset}.onnx"
+  [[ -f $model ]] || { log "no fixture $model"; exit 1; }
+  times=()
+  for ((r = 0; r < rounds; r++)); do
+    times+=("$(seconds "$fragile" watermark -key "$work/key" -model "$model" -triggers 100 -out "$work/bundle")")
+  done
+  status=0
+  "$fragile" verify -key "$work/key" -bundle "$work/bundle" -model "$model" >"$work/intact" || status=$?
+  [[ $status -eq 0 ]] || { log "$family: the watermarked file does not verify intact: $(cat "$work/intact")"; exit 1; }
+  "$fragile" attack noise -model "$model" -out "$work/noisy.onnx" -sigma 1e-3 -relative >/dev/null
+  status=0
+  "$fragile" verify -key "$work/key" -bundle "$work/bundle" -model "$work/noisy.onnx" >"$work/noisy" || status=$?
+  [[ $status -eq 1 ]] || { log "$family: 1e-3 relative noise is not reported tampered: $(cat "$work/noisy")"; exit 1; }
+  printf '%-20s %14s %8s %14s\n' "$family" "$(median "${times[@]}") (${times[*]})" yes "$(grep -o '[0-9]* of [0-9]* triggers' "$work/noisy" || echo tampered)"
+done

@@ -1,0 +1,53 @@
+package fragile_test
+
+import (
+	"context"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/fragile-operator/fragile-operator/internal/torchtest"
+	"github.com/fragile-operator/fragile-operator/pkg/fragile"
+	"github.com/fragile-operator/fragile-operator/pkg/fragile/attack"
+)
+
+// torchTriggers bounds this test's cost: the acceptance run with 100 triggers per
+// family is the CLI command in BENCHMARKS.md ("PyTorch families").
+const torchTriggers = 10
+
+// TestTorchFamiliesWatermark is issue 9's acceptance on every torchvision family
+// as torch.onnx.export writes it (3x32x32, opset 13): the watermark succeeds, the
+// same file verifies intact, and a copy with 1e-3 relative weight noise is
+// tampered. It needs the PyTorch fixtures (hack/torch/fixtures.sh) and skips
+// without them, and under -short.
+func TestTorchFamiliesWatermark(t *testing.T) {
+	if testing.Short() {
+		t.Skip("watermarks nine real architectures; skipped under -short")
+	}
+	dir := torchtest.Dir(t)
+	ctx := context.Background()
+	for i, family := range torchtest.Families {
+		t.Run(family, func(t *testing.T) {
+			f := torchtest.Load(t, dir, family+"_32_op13")
+			key := testKey(t, byte(40+i))
+			start := time.Now()
+			b, err := fragile.Watermark(ctx, f.Model, key, fragile.WatermarkOptions{Triggers: torchTriggers})
+			if err != nil {
+				t.Fatalf("watermark: %v", err)
+			}
+			t.Logf("watermarked with %d triggers in %v (%d steps)", b.Len(), time.Since(start).Round(time.Millisecond), b.Steps)
+			if rep := fragile.Verify(ctx, f.Model, b); rep.Result != fragile.ResultIntact {
+				t.Fatalf("the watermarked file itself: %s (%s)", rep.Result, rep.Message)
+			}
+			noisy, err := attack.Noise(f.Model, attack.NoiseOptions{Sigma: 1e-3, Relative: true}, rand.New(rand.NewPCG(uint64(i), 9)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep := fragile.Verify(ctx, noisy, b)
+			if rep.Result != fragile.ResultTampered {
+				t.Fatalf("1e-3 relative noise: %s (%s), want tampered", rep.Result, rep.Message)
+			}
+			t.Logf("noise 1e-3 relative: %d of %d triggers changed label", rep.Mismatched, rep.Total)
+		})
+	}
+}
