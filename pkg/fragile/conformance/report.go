@@ -110,11 +110,15 @@ do not edit. Source: the ONNX backend test suite as Debian's libonnx-testdata sh
 
 Every case whose ops are all among the %d ops nn registers is run through the product's
 path (onnx.Decode, nn.Compile, nn.Runner in float32) on its first data set and compared
-with the shipped outputs at rtol %g, atol %g. Node cases take weights, axes and bounds as
+with the shipped outputs at rtol %.0e, atol %.0e. Node cases take weights, axes and bounds as
 graph inputs: they are folded into initializers holding the data set's values, as a real
 model holds them (see RunCase). A case is **refused** when nn returns an error wrapping
 ErrUnsupported (listed below with the message); **failed** on any value outside the
-tolerance, any other error, or a panic. A failure fails CI; a refusal never hides.
+tolerance, any other error, or a panic. A failure fails CI; a refusal never hides. The
+element count of each output is checked, its layout through the values.
+
+The torchvision families are checked separately, against PyTorch and onnxruntime, by
+`+"`TestTorchFixtures`"+` in the same package on the fixtures of hack/torch (see hack/torch/README.md).
 
 `, strings.Join(Suites, " and "), len(supported), Rtol, Atol)
 

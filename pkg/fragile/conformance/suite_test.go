@@ -112,3 +112,35 @@ func TestCompare(t *testing.T) {
 		}
 	}
 }
+
+func TestWriteReport(t *testing.T) {
+	relu := &Case{Suite: "node", Name: "test_relu", Ops: []string{"Relu"}}
+	conv := &Case{Suite: "node", Name: "test_conv_3d", Ops: []string{"Conv"}}
+	expanded := &Case{Suite: "node", Name: "test_x_expanded", Ops: []string{"Conv", "Relu"}}
+	run := &Run{
+		Supported: []string{"Conv", "Relu"},
+		Results: []Result{
+			{Case: relu, Outcome: Passed},
+			{Case: conv, Outcome: Refused, Message: "node c: op Conv: 3-D | not supported"},
+			{Case: expanded, Outcome: Failed, Message: "output y: 1 of 4 values outside"},
+		},
+		OtherOps: []*Case{{Suite: "node", Name: "test_lstm", Ops: []string{"LSTM", "Relu"}}},
+	}
+	var b strings.Builder
+	if err := run.WriteReport(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"| **all claimed cases** | 3 | 1 | 1 | 1 | 33.3% |",
+		"| Conv | 2 | 0 | 1 | 1 |",
+		"| Relu | 2 | 1 | 0 | 1 |",
+		"| node/test_x_expanded | Conv, Relu | output y: 1 of 4 values outside |",
+		`| node/test_conv_3d | Conv | node c: op Conv: 3-D \| not supported |`,
+		"## Not run: cases using ops nn does not register (1)",
+		"LSTM 1.",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("the report lacks %q:\n%s", want, b.String())
+		}
+	}
+}
