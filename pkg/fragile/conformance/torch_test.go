@@ -114,7 +114,10 @@ func TestTorchFixtures(t *testing.T) {
 			}
 			// Where PyTorch's and onnxruntime's float32 logits both lie within the
 			// tolerance of the float64 ones, ours must match each of them plainly.
-			if Compare(torch, exact) == nil && (ort == nil || Compare(ort, exact) == nil) {
+			plain := Compare(torch, exact) == nil && (ort == nil || Compare(ort, exact) == nil)
+			if !plain {
+				t.Log("PyTorch's or onnxruntime's float32 logits are off float64 by more than the tolerance: the float32 check is the widened one alone")
+			} else {
 				if err := Compare(ours, torch); err != nil {
 					t.Errorf("ours against PyTorch's logits, both float32: %v", err)
 				}
