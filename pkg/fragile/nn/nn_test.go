@@ -538,6 +538,23 @@ func TestCompileRejects(t *testing.T) {
 			unsupported: true,
 			want:        []string{"node Pad_0", "op Pad", "reflect"},
 		},
+		"3-D pooling": {
+			build: func(b *onnxtest.Builder) {
+				h := b.Node("Unsqueeze", []string{b.Last(), b.IntConstant(2)})
+				h = b.Node("AveragePool", []string{h}, onnxtest.AttrInts("kernel_shape", 1, 2, 2))
+				b.Node("Flatten", []string{h})
+			},
+			unsupported: true,
+			want:        []string{"node AveragePool_0", "op AveragePool", "1-D and 2-D"},
+		},
+		"gather indices computed from the data": {
+			build: func(b *onnxtest.Builder) {
+				h := b.Node("Flatten", []string{b.Last()})
+				b.Node("Gather", []string{h, h}, onnxtest.AttrInt("axis", 1))
+			},
+			unsupported: true,
+			want:        []string{"node Gather_0", "op Gather", "constant integer"},
+		},
 		"maxpool indices": {
 			build: func(b *onnxtest.Builder) {
 				h := b.Node("MaxPool", []string{b.Last()}, onnxtest.AttrInts("kernel_shape", 2, 2))
