@@ -25,11 +25,7 @@ esac
 
 testdata=/usr/share/libonnx-testdata/data
 if [[ ! -d "$testdata/node" ]]; then
-  sudo=()
-  [[ $(id -u) -eq 0 ]] || sudo=(sudo)
-  log "installing libonnx-testdata with apt-get"
-  "${sudo[@]}" apt-get update >&2
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libonnx-testdata >&2
+  apt_install libonnx-testdata
 fi
 export FRAGILE_ONNX_TESTDATA="$testdata"
 FRAGILE_TORCH_DIR="$(hack/torch/fixtures.sh)"

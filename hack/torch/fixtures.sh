@@ -6,30 +6,30 @@
 #   export FRAGILE_TORCH_DIR="$(hack/torch/fixtures.sh)"
 #
 # The directory is ~/.cache/fragile-operator/torch/HASH, HASH being the hash of the
-# exporter's content (this script and export.py): a changed exporter exports again
-# into a new directory, an unchanged one returns at once. Installs Debian's
-# python3-torch, python3-torchvision and python3-onnx when missing (root or sudo).
+# exporter (export.py) and of the Debian versions of python3-torch, -torchvision and
+# -onnx: a changed exporter or library exports again into a new directory, an
+# unchanged one returns at once (no Python starts). Installs those packages when
+# missing (root or sudo).
 # Everything but the directory goes to stderr.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/../lib.sh"
 
 python=(env -u PYTHONPATH -u LD_LIBRARY_PATH /usr/bin/python3)
+packages=(python3-torch python3-torchvision python3-onnx)
 
-hash=$(cat "$here/fixtures.sh" "$here/export.py" | sha256sum | cut -c1-16)
+installed() {
+  local p
+  for p in "${packages[@]}"; do
+    [[ $(dpkg-query -W -f '${db:Status-Abbrev}' "$p" 2>/dev/null) == ii* ]] || return 1
+  done
+}
+installed || apt_install "${packages[@]}"
+hash=$({ cat "$here/export.py"; dpkg-query -W -f '${Package}=${Version}\n' "${packages[@]}"; } | sha256sum | cut -c1-16)
 dir="$cache_dir/torch/$hash"
 if [[ -f "$dir/manifest.json" ]]; then
   echo "$dir"
   exit 0
-fi
-
-if ! "${python[@]}" -c 'import torch, torchvision, onnx' 2>/dev/null; then
-  sudo=()
-  [[ $(id -u) -eq 0 ]] || sudo=(sudo)
-  log "installing python3-torch python3-torchvision python3-onnx with apt-get"
-  "${sudo[@]}" apt-get update >&2
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-    python3-torch python3-torchvision python3-onnx >&2
 fi
 
 mkdir -p "$cache_dir/torch"
