@@ -119,24 +119,29 @@ func (n *Network) Build(g *G.ExprGraph, x *G.Node) (built *Built, err error) {
 	return &Built{Logits: logits, Weights: b.weights}, nil
 }
 
-// apply adds one node: folded into constants when it is shape arithmetic on known
-// integers, else through its op builder. A gorgonia panic becomes an error naming
-// the node.
+// apply adds one node, naming the node and op in any error; a gorgonia panic
+// becomes such an error too.
 func (b *builder) apply(node *onnx.Node) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("node %s: op %s: %v", node.Label(), node.OpType, r)
 		}
 	}()
+	if err := b.add(node); err != nil {
+		return fmt.Errorf("node %s: op %s: %w", node.Label(), node.OpType, err)
+	}
+	return nil
+}
+
+// add folds node into constants when it is shape arithmetic on known integers,
+// and otherwise fetches its inputs and runs its op builder.
+func (b *builder) add(node *onnx.Node) error {
 	if folded, err := b.fold(node); folded || err != nil {
-		if err != nil {
-			return fmt.Errorf("node %s: op %s: %w", node.Label(), node.OpType, err)
-		}
-		return nil
+		return err
 	}
 	op, ok := builders[node.OpType]
 	if !ok {
-		return fmt.Errorf("%w: node %s: op %s on non-constant inputs is not supported", ErrUnsupported, node.Label(), node.OpType)
+		return unsupported("only constant integer inputs are supported")
 	}
 	required := op.inputs
 	if required < 0 {
@@ -150,13 +155,13 @@ func (b *builder) apply(node *onnx.Node) (err error) {
 		}
 		x, err := b.input(node, i)
 		if err != nil {
-			return fmt.Errorf("node %s: op %s: %w", node.Label(), node.OpType, err)
+			return err
 		}
 		in = append(in, x)
 	}
 	outs, err := op.build(b, node, in)
 	if err != nil {
-		return fmt.Errorf("node %s: op %s: %w", node.Label(), node.OpType, err)
+		return err
 	}
 	dynamic := b.isDynamic(node)
 	for i, y := range outs {

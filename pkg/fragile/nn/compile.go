@@ -3,6 +3,7 @@ package nn
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -58,17 +59,25 @@ var builders = map[string]opBuilder{
 	"Gather":    one(1, 0, buildGather),
 	"Split":     {inputs: 1, build: buildSplit},
 	"Pad":       one(1, 0, buildPad),
-	"Shape":     {}, // always folded
 }
 
 // SupportedOps lists the ONNX op types Compile accepts, sorted.
 func SupportedOps() []string {
-	ops := make([]string, 0, len(builders))
+	ops := make([]string, 0, len(builders)+len(folders))
 	for op := range builders {
 		ops = append(ops, op)
 	}
+	for op := range folders {
+		ops = append(ops, op) // Shape only folds; the others also build
+	}
 	sort.Strings(ops)
-	return ops
+	return slices.Compact(ops)
+}
+
+// supported reports whether op has a graph builder.
+func supported(op string) bool {
+	_, ok := builders[op]
+	return ok
 }
 
 // Network is a validated classifier: one image input, one logits output.
@@ -127,7 +136,7 @@ func Compile(m *onnx.Model) (*Network, error) {
 		if node.Domain != "" && node.Domain != "ai.onnx" {
 			return nil, fmt.Errorf("%w: node %s: op %s from domain %q is not supported", ErrUnsupported, node.Label(), node.OpType, node.Domain)
 		}
-		if _, ok := builders[node.OpType]; !ok {
+		if _, folds := folders[node.OpType]; !supported(node.OpType) && !folds {
 			return nil, fmt.Errorf("%w: node %s: op %s is not supported (supported: %s)", ErrUnsupported, node.Label(), node.OpType, strings.Join(SupportedOps(), ", "))
 		}
 	}

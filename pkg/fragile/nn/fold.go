@@ -24,7 +24,7 @@ type intTensor struct {
 // whatever its input, since only the input's shape is read.
 var folders = map[string]func(b *builder, node *onnx.Node, in []*intTensor) ([]*intTensor, error){
 	"Constant":  foldConstant,
-	"Shape":     nil, // handled in fold: its input need not be constant
+	"Shape":     nil, // fold calls foldShape: its input need not be constant
 	"Identity":  func(_ *builder, _ *onnx.Node, in []*intTensor) ([]*intTensor, error) { return in[:1], nil },
 	"Cast":      foldCast,
 	"Add":       foldArithmetic,
