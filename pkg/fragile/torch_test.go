@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"os"
 	"testing"
 	"time"
 
@@ -19,11 +20,14 @@ const torchTriggers = 10
 // TestTorchFamiliesWatermark is issue 9's acceptance on every torchvision family
 // as torch.onnx.export writes it (3x32x32, opset 13): the watermark succeeds, the
 // same file verifies intact, and a copy with 1e-3 relative weight noise is
-// tampered. It needs the PyTorch fixtures (hack/torch/fixtures.sh) and skips
-// without them, and under -short.
+// tampered. It needs the PyTorch fixtures (hack/torch/fixtures.sh) and takes tens
+// of minutes (an hour on a loaded 2-core machine), beyond go test's default
+// timeout, so it runs only when FRAGILE_TORCH_WATERMARK=1 asks for it:
+//
+//	FRAGILE_TORCH_WATERMARK=1 go test ./pkg/fragile -run TestTorchFamiliesWatermark -timeout 2h -v
 func TestTorchFamiliesWatermark(t *testing.T) {
-	if testing.Short() {
-		t.Skip("watermarks nine real architectures; skipped under -short")
+	if os.Getenv("FRAGILE_TORCH_WATERMARK") != "1" || testing.Short() {
+		t.Skip("watermarks nine real architectures (tens of minutes); set FRAGILE_TORCH_WATERMARK=1 to run it")
 	}
 	dir := torchtest.Dir(t)
 	ctx := context.Background()

@@ -119,6 +119,31 @@ var opCases = map[string]opCase{
 		x := b.Last()
 		return b.Node("Concat", []string{x, b.Node("Sigmoid", []string{x}), x}, onnxtest.AttrInt("axis", 1))
 	}},
+	"Concat axis 1, unequal parts": {body: func(b *onnxtest.Builder) string {
+		x := b.Last()
+		y := b.Node("Conv", []string{x, convWeight(b, 2, 4, 1, 1)})
+		z := b.Node("Conv", []string{x, b.Weight("conv2.weight", 0, 0.4, 3, 4, 1, 1)})
+		return b.Node("Concat", []string{y, b.Node("Tanh", []string{x}), z, y, b.Node("Sigmoid", []string{z})}, onnxtest.AttrInt("axis", 1))
+	}},
+	"Concat chain sharing inputs (densenet)": {body: func(b *onnxtest.Builder) string {
+		x := b.Last()
+		parts := []string{x}
+		for i := range 4 {
+			c := b.Node("Concat", append([]string(nil), parts...), onnxtest.AttrInt("axis", 1))
+			h := b.Node("Relu", []string{c})
+			y := b.Node("Conv", []string{h, b.Weight("dense"+string(rune('0'+i))+".weight", 0, 0.4, 2, int64(4+2*i), 1, 1)})
+			parts = append(parts, y)
+		}
+		return b.Node("Concat", parts, onnxtest.AttrInt("axis", 1))
+	}},
+	"Concat of twelve": {body: func(b *onnxtest.Builder) string {
+		x := b.Last()
+		var parts []string
+		for i := range 12 {
+			parts = append(parts, b.Node("Conv", []string{x, b.Weight("w"+string(rune('a'+i)), 0, 0.4, int64(1+i%3), 4, 1, 1)}))
+		}
+		return b.Node("Concat", parts, onnxtest.AttrInt("axis", 1))
+	}},
 	"Concat axis -1": {body: func(b *onnxtest.Builder) string {
 		x := b.Last()
 		return b.Node("Concat", []string{x, b.Node("Tanh", []string{x})}, onnxtest.AttrInt("axis", -1))
