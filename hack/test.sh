@@ -46,4 +46,7 @@ if [[ -x hack/fuzz.sh ]]; then
   log "fuzz smoke runs"
   hack/fuzz.sh
 fi
+log "ONNX conformance suite and PyTorch fixtures (docs/conformance.md)"
+hack/conformance.sh
+
 log "all checks passed"

@@ -1,0 +1,340 @@
+package conformance
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"gorgonia.org/tensor"
+
+	"github.com/fragile-operator/fragile-operator/pkg/fragile/nn"
+	"github.com/fragile-operator/fragile-operator/pkg/fragile/onnx"
+)
+
+// TestdataDir is where Debian's libonnx-testdata installs the backend test suite.
+const TestdataDir = "/usr/share/libonnx-testdata/data"
+
+// Suites are the parts of the backend test suite that are run: one op per case
+// (node) and small PyTorch modules exported to ONNX (pytorch-converted).
+var Suites = []string{"node", "pytorch-converted"}
+
+// Case is one case of the backend test suite: a model and its first data set.
+type Case struct {
+	Suite string // "node" or "pytorch-converted"
+	Name  string // the directory name, e.g. "test_relu"
+	Dir   string
+	// Ops are the op types the graph uses, sorted; an op from a domain other than
+	// ai.onnx is written "domain:op".
+	Ops []string
+	// DecodeErr is why model.onnx could not be decoded (Ops is then empty).
+	DecodeErr error
+	model     *onnx.Model
+}
+
+// Discover lists the cases of the given suites under root, in name order.
+func Discover(root string, suites ...string) ([]*Case, error) {
+	var cases []*Case
+	for _, suite := range suites {
+		dirs, err := filepath.Glob(filepath.Join(root, suite, "test_*"))
+		if err != nil {
+			return nil, err
+		}
+		if len(dirs) == 0 {
+			return nil, fmt.Errorf("no cases under %s", filepath.Join(root, suite))
+		}
+		sort.Strings(dirs)
+		for _, dir := range dirs {
+			c := &Case{Suite: suite, Name: filepath.Base(dir), Dir: dir}
+			data, err := os.ReadFile(filepath.Join(dir, "model.onnx"))
+			if err != nil {
+				return nil, err
+			}
+			if c.model, c.DecodeErr = onnx.Decode(data); c.DecodeErr == nil {
+				c.Ops = opTypes(c.model)
+			}
+			cases = append(cases, c)
+		}
+	}
+	return cases, nil
+}
+
+func opTypes(m *onnx.Model) []string {
+	seen := map[string]bool{}
+	var ops []string
+	for _, n := range m.Graph.Nodes {
+		op := n.OpType
+		if n.Domain != "" && n.Domain != "ai.onnx" {
+			op = n.Domain + ":" + op
+		}
+		if !seen[op] {
+			seen[op] = true
+			ops = append(ops, op)
+		}
+	}
+	sort.Strings(ops)
+	return ops
+}
+
+// Claimed reports whether every op the case uses is one of supported (the ops
+// package nn registers). A case that cannot be decoded is claimed: reading it is
+// the product's job too.
+func (c *Case) Claimed(supported map[string]bool) bool {
+	for _, op := range c.Ops {
+		if !supported[op] {
+			return false
+		}
+	}
+	return true
+}
+
+// UnclaimedTypes says which of the case's graph inputs and outputs have an element
+// type nn does not claim, or "" when there is none. nn computes on FLOAT tensors
+// and reads INT64 and INT32 ones as parameters (shapes, axes, indices); a case on
+// other types (integers, DOUBLE, BOOL, sequences) tests an op nn never claims.
+func (c *Case) UnclaimedTypes() string {
+	if c.model == nil {
+		return ""
+	}
+	isInit := map[string]bool{}
+	for _, t := range c.model.Graph.Initializers {
+		isInit[t.Name] = true
+	}
+	var odd []string
+	describe := func(what string, vi onnx.ValueInfo) {
+		switch {
+		case vi.ElemType == onnx.DataTypeUndefined:
+			odd = append(odd, fmt.Sprintf("%s %s is not a tensor", what, vi.Name))
+		case vi.ElemType == onnx.DataTypeFloat:
+		case what == "input" && (vi.ElemType == onnx.DataTypeInt64 || vi.ElemType == onnx.DataTypeInt32):
+		default:
+			odd = append(odd, fmt.Sprintf("%s %s is %s", what, vi.Name, vi.ElemType))
+		}
+	}
+	for _, in := range c.model.Graph.Inputs {
+		if !isInit[in.Name] {
+			describe("input", in)
+		}
+	}
+	for _, out := range c.model.Graph.Outputs {
+		describe("output", out)
+	}
+	return strings.Join(odd, ", ")
+}
+
+// Outcome is what running a case gave.
+type Outcome string
+
+// The outcomes of a case. A refusal is an error wrapping nn.ErrUnsupported (the
+// builder says it cannot run the case, naming the node and op); every other error,
+// a panic, or a value outside the tolerance is a failure.
+const (
+	Passed  Outcome = "passed"
+	Refused Outcome = "refused"
+	Failed  Outcome = "failed"
+)
+
+// Result is the outcome of one case, with the refusal or failure message.
+type Result struct {
+	Case    *Case
+	Outcome Outcome
+	Message string
+}
+
+// Names the rewrite of RunCase adds to a case's graph.
+const (
+	wrapInput  = "conformance_input"
+	wrapOutput = "conformance_output"
+)
+
+// RunCase runs the case's first data set through nn and compares every output with
+// the expected one.
+//
+// nn.Compile takes classifiers: one FLOAT input of shape (batch, ...) and one
+// output of shape (batch, classes), classes >= 2. Each case is rewritten into that
+// form around the unchanged nodes under test: every graph input but the first FLOAT
+// one becomes an initializer holding its data-set value (node cases take weights,
+// axes and bounds as inputs; real models hold them as initializers, so the op
+// builders read them as they would in a real model); the remaining input is fed as
+// a (1, dims...) tensor reshaped to its own dims by a Reshape node in front; each
+// output in turn is reshaped to (1, n) behind the graph, and broadcast-added to
+// zeros of shape (1, 2) when it holds a single value. The outputs' shapes are
+// thereby checked by their element count, their layout by the values.
+func RunCase(c *Case) (res Result) {
+	res.Case = c
+	defer func() {
+		if p := recover(); p != nil {
+			res.Outcome, res.Message = Failed, fmt.Sprintf("panic: %v", p)
+		}
+	}()
+	if c.DecodeErr != nil {
+		return fail(c, fmt.Errorf("decoding model.onnx: %w", c.DecodeErr))
+	}
+	inputs, err := readTensors(filepath.Join(c.Dir, "test_data_set_0"), "input")
+	if err != nil {
+		return fail(c, err)
+	}
+	outputs, err := readTensors(filepath.Join(c.Dir, "test_data_set_0"), "output")
+	if err != nil {
+		return fail(c, err)
+	}
+	g := &c.model.Graph
+	if len(outputs) != len(g.Outputs) {
+		return fail(c, fmt.Errorf("the graph has %d outputs, the data set %d", len(g.Outputs), len(outputs)))
+	}
+	for i, out := range outputs {
+		if out.DataType != onnx.DataTypeFloat {
+			return Result{Case: c, Outcome: Refused, Message: fmt.Sprintf(
+				"output %s is %s: nn computes FLOAT values only (integer shape arithmetic is folded while compiling, never an output)",
+				g.Outputs[i].Name, out.DataType)}
+		}
+	}
+	for i, out := range outputs {
+		got, err := runOutput(c.model, inputs, g.Outputs[i].Name, len(out.Float))
+		if err != nil {
+			if errors.Is(err, nn.ErrUnsupported) {
+				return Result{Case: c, Outcome: Refused, Message: err.Error()}
+			}
+			return fail(c, err)
+		}
+		if err := Compare(got, float64s(out.Float)); err != nil {
+			return fail(c, fmt.Errorf("output %s: %w", g.Outputs[i].Name, err))
+		}
+	}
+	return Result{Case: c, Outcome: Passed}
+}
+
+func fail(c *Case, err error) Result { return Result{Case: c, Outcome: Failed, Message: err.Error()} }
+
+// runOutput compiles the case rewritten to compute the named output (size values)
+// and runs it once.
+func runOutput(orig *onnx.Model, inputs []*onnx.Tensor, output string, size int) ([]float64, error) {
+	m := *orig
+	g := &m.Graph
+	g.Nodes = nil
+	g.Initializers = append([]onnx.Tensor(nil), orig.Graph.Initializers...)
+	g.Inputs = nil
+
+	isInit := map[string]bool{}
+	for _, t := range g.Initializers {
+		isInit[t.Name] = true
+	}
+	var data []onnx.ValueInfo
+	for _, in := range orig.Graph.Inputs {
+		if !isInit[in.Name] {
+			data = append(data, in)
+		}
+	}
+	if len(data) != len(inputs) {
+		return nil, fmt.Errorf("the graph has %d inputs, the data set %d", len(data), len(inputs))
+	}
+	fed := -1
+	for i, in := range data {
+		if in.ElemType == onnx.DataTypeFloat {
+			fed = i
+			break
+		}
+	}
+	if fed < 0 && len(data) > 0 {
+		fed = 0 // nn.Compile names the element type it refuses
+	}
+	var feed []float32
+	dims := []int64{1}
+	for i, in := range data {
+		if i == fed {
+			continue
+		}
+		t := *inputs[i]
+		t.Name = in.Name
+		g.Initializers = append(g.Initializers, t)
+	}
+	elem := onnx.DataTypeFloat
+	if fed >= 0 {
+		t := inputs[fed]
+		elem, feed = data[fed].ElemType, t.Float
+		dims = append(dims, t.Dims...)
+		if len(t.Dims) == 0 {
+			dims = append(dims, 1) // nn.Compile wants a batch dimension and one more
+		}
+		g.Initializers = append(g.Initializers, ints(wrapInput+"_shape", t.Dims...))
+		g.Nodes = append(g.Nodes, onnx.Node{Name: wrapInput + "_reshape", OpType: "Reshape",
+			Inputs: []string{wrapInput, wrapInput + "_shape"}, Outputs: []string{data[fed].Name}})
+	} else {
+		feed = []float32{0} // a case without inputs (Constant): an input nothing reads
+		dims = append(dims, 1)
+	}
+	vi := onnx.ValueInfo{Name: wrapInput, ElemType: elem}
+	for _, d := range dims {
+		vi.Dims = append(vi.Dims, onnx.Dim{Value: d})
+	}
+	g.Inputs = []onnx.ValueInfo{vi}
+
+	g.Nodes = append(g.Nodes, orig.Graph.Nodes...)
+	g.Initializers = append(g.Initializers, ints(wrapOutput+"_shape", 1, -1))
+	last := wrapOutput + "_flat"
+	g.Nodes = append(g.Nodes, onnx.Node{Name: wrapOutput + "_reshape", OpType: "Reshape",
+		Inputs: []string{output, wrapOutput + "_shape"}, Outputs: []string{last}})
+	if size == 1 {
+		g.Initializers = append(g.Initializers, onnx.Tensor{Name: wrapOutput + "_zeros", Dims: []int64{1, 2},
+			DataType: onnx.DataTypeFloat, Float: []float32{0, 0}})
+		g.Nodes = append(g.Nodes, onnx.Node{Name: wrapOutput + "_widen", OpType: "Add",
+			Inputs: []string{last, wrapOutput + "_zeros"}, Outputs: []string{wrapOutput}})
+		last = wrapOutput
+	}
+	g.Outputs = []onnx.ValueInfo{{Name: last, ElemType: onnx.DataTypeFloat}}
+
+	net, err := nn.Compile(&m)
+	if err != nil {
+		return nil, err
+	}
+	r, err := nn.NewRunner(net, 1, tensor.Float32)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	got, err := r.Logits(feed)
+	if err != nil {
+		return nil, err
+	}
+	if size == 1 && len(got) == 2 {
+		got = got[:1]
+	}
+	return got, nil
+}
+
+// readTensors reads prefix_0.pb, prefix_1.pb, ... from dir.
+func readTensors(dir, prefix string) ([]*onnx.Tensor, error) {
+	var ts []*onnx.Tensor
+	for i := 0; ; i++ {
+		path := filepath.Join(dir, fmt.Sprintf("%s_%d.pb", prefix, i))
+		data, err := os.ReadFile(path)
+		if errors.Is(err, os.ErrNotExist) {
+			return ts, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		t, err := onnx.DecodeTensor(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		ts = append(ts, t)
+	}
+}
+
+func ints(name string, v ...int64) onnx.Tensor {
+	return onnx.Tensor{Name: name, Dims: []int64{int64(len(v))}, DataType: onnx.DataTypeInt64, Int64: append([]int64{}, v...)}
+}
+
+func float64s(v []float32) []float64 {
+	out := make([]float64, len(v))
+	for i, x := range v {
+		out[i] = float64(x)
+	}
+	return out
+}
+
+// joinOps renders a case's ops for a table.
+func joinOps(ops []string) string { return strings.Join(ops, ", ") }
