@@ -8,6 +8,16 @@ import (
 	"testing"
 )
 
+// run calls a subcommand in-process, as main would, and returns its exit status.
+func run(t *testing.T, args ...string) int {
+	t.Helper()
+	cmd, ok := subcommands[args[0]]
+	if !ok {
+		t.Fatalf("no subcommand %q", args[0])
+	}
+	return cmd(context.Background(), args[1:])
+}
+
 // TestMNIST7AndNoise extracts mnist-7 and writes a noisy copy through the subcommands,
 // as the demos do: the copy differs from the original and has the same size (only
 // weights change).
