@@ -254,7 +254,7 @@ func (b *builder) optionalScalar(node *onnx.Node, i int) (v float64, ok bool, er
 		return 0, false, unsupported("input %q must be a constant", name)
 	}
 	if len(values) != 1 {
-		return 0, false, fmt.Errorf("input %q holds %d values, a scalar is required", name, len(values))
+		return 0, false, unsupported("input %q holds %d values: only a constant scalar is supported", name, len(values))
 	}
 	return values[0], true, nil
 }

@@ -88,7 +88,7 @@ func (k *selectKernel) outShape(in []tensor.Shape) (tensor.Shape, error) {
 			}
 		}
 		if len(idx) == 0 {
-			return nil, fmt.Errorf("%s: axis %d of %v selects nothing", k.what, a, x)
+			return nil, unsupported("%s: axis %d of %v selects nothing, and empty tensors are not supported", k.what, a, x)
 		}
 		out[a] = len(idx)
 	}

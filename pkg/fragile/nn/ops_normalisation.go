@@ -25,6 +25,25 @@ func buildBatchNorm(b *builder, node *onnx.Node, in []*G.Node) (*G.Node, error) 
 	if x.Dims() < 2 {
 		return nil, fmt.Errorf("input %v has no channel axis", x.Shape())
 	}
+	// gorgonia broadcasts over at most 4 axes: a 5-D or larger input (BatchNorm3d)
+	// is normalised as (N, C, rest) and given its shape back.
+	if x.Dims() > 4 {
+		full := x.Shape().Clone()
+		flat, err := G.Reshape(x, tensor.Shape{full[0], full[1], full.TotalSize() / (full[0] * full[1])})
+		if err != nil {
+			return nil, err
+		}
+		y, err := batchNorm(b, flat, scale, bias, mean, variance, eps)
+		if err != nil {
+			return nil, err
+		}
+		return G.Reshape(y, full)
+	}
+	return batchNorm(b, x, scale, bias, mean, variance, eps)
+}
+
+// batchNorm normalises x of rank 2 to 4 along axis 1.
+func batchNorm(b *builder, x, scale, bias, mean, variance *G.Node, eps float64) (*G.Node, error) {
 	shape := ones(x.Dims())
 	shape[1] = x.Shape()[1]
 	std, err := G.Add(variance, b.constant(eps))
