@@ -129,26 +129,20 @@ func run(models []benchModel, cfg config) error {
 	host, _ := os.Hostname()
 	fmt.Printf("Machine: %s, %d cores (%s), %s, %s/%s, BLAS %s. Load average at start: %s. Median of %d runs; %d triggers.\n\n",
 		host, runtime.NumCPU(), cpuModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH, infer.BLAS, loadAvg(), cfg.rounds, cfg.triggers)
+	fmt.Println("| model | threads | our full verify (decode, compile, run) | our inference only (runner reused) | onnxruntime (one at a time, session reused) | verify / onnxruntime | inference / onnxruntime | onnxruntime labels as ours | largest logit difference | smallest trigger margin |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	// Rows are printed as each model finishes: a 224 px model takes minutes.
 	var rows []row
 	for _, m := range models {
 		fmt.Fprintf(os.Stderr, "bench: %s\n", m.name)
-		r, err := measureModel(m, cfg, ortBin, dir)
+		measured, err := measureModel(m, cfg, ortBin, dir)
 		if err != nil {
 			return fmt.Errorf("%s: %w", m.name, err)
 		}
-		rows = append(rows, r...)
-	}
-	fmt.Println("| model | threads | our full verify (decode, compile, run) | our inference only (runner reused) | onnxruntime (one at a time, session reused) | verify / onnxruntime | inference / onnxruntime | onnxruntime labels as ours | largest logit difference | smallest trigger margin |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-	for _, r := range rows {
-		ratio := func(d time.Duration) string {
-			if r.ort == 0 {
-				return "-"
-			}
-			return fmt.Sprintf("%.2fx", d.Seconds()/r.ort.Seconds())
+		rows = append(rows, measured...)
+		for _, r := range measured {
+			printRow(r, cfg)
 		}
-		fmt.Printf("| %s | %d | %s | %s | %s | %s | %s | %d/%d | %.3g | %.3g |\n", r.model, r.threads, r.verify, r.inference, r.ort,
-			ratio(r.verify), ratio(r.inference), r.agree, cfg.triggers, r.maxDiff, r.minMargin)
 	}
 	fmt.Println()
 	fmt.Printf("| model | activation memory at batch %d | allocated per inference run (runner reused) | allocated per full verify | watermark %d triggers (median of %d) |\n", cfg.triggers, cfg.triggers, cfg.wmRounds)
@@ -382,4 +376,15 @@ func cpuModel() string {
 		}
 	}
 	return "unknown CPU"
+}
+
+func printRow(r row, cfg config) {
+	ratio := func(d time.Duration) string {
+		if r.ort == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2fx", d.Seconds()/r.ort.Seconds())
+	}
+	fmt.Printf("| %s | %d | %s | %s | %s | %s | %s | %d/%d | %.3g | %.3g |\n", r.model, r.threads, r.verify, r.inference, r.ort,
+		ratio(r.verify), ratio(r.inference), r.agree, cfg.triggers, r.maxDiff, r.minMargin)
 }
