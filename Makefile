@@ -32,9 +32,17 @@ manifests: ## Generate the CRD and RBAC manifests from the API types and markers
 generate: ## Generate the DeepCopy methods of the API types.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
 
+# The product binary computes with OpenBLAS (cgo), linked statically so the image
+# needs no shared library; PURE_GO=1 builds the pure-Go variant (docs/inference.md).
+ifeq ($(PURE_GO),1)
+GO_BUILD_FLAGS ?=
+else
+GO_BUILD_FLAGS ?= -tags openblas,osusergo,netgo -ldflags '-linkmode external -extldflags "-static"'
+endif
+
 .PHONY: build
-build: ## Build the one binary, bin/fragile.
-	go build -o $(BIN)/fragile ./cmd/fragile
+build: ## Build the one binary, bin/fragile (OpenBLAS linked statically; PURE_GO=1 for pure Go).
+	go build $(GO_BUILD_FLAGS) -o $(BIN)/fragile ./cmd/fragile
 
 .PHONY: run
 run: ## Run the manager against the cluster in $KUBECONFIG.

@@ -46,4 +46,7 @@ if [[ -x hack/fuzz.sh ]]; then
   log "fuzz smoke runs"
   hack/fuzz.sh
 fi
+log "OpenBLAS build (hack/test-openblas.sh)"
+hack/test-openblas.sh
+
 log "all checks passed"
