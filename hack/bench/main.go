@@ -9,17 +9,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -219,19 +215,22 @@ func measureModel(m benchModel, cfg config, ortBin, dir string) ([]row, error) {
 		_, margins := nn.TopTwo(logits, prog.Classes)
 		r.minMargin = slices.Min(margins)
 		if ortBin != "" {
-			ort, err := onnxruntime(ortBin, cfg.ortLib, dir, m.data, prog, bundle, cfg.rounds, threads)
+			ort, err := eval.RunOrtRunThreads(ortBin, cfg.ortLib, dir, m.data, bundle, cfg.rounds, threads)
 			if err != nil {
 				return nil, err
 			}
-			r.ort = median(ort.times)
-			theirs, _ := nn.TopTwo(ort.logits, prog.Classes)
-			for i, l := range theirs {
+			times := make([]time.Duration, len(ort.RoundSeconds))
+			for i, s := range ort.RoundSeconds {
+				times[i] = time.Duration(s * float64(time.Second))
+			}
+			r.ort = median(times)
+			for i, l := range ort.Labels {
 				if l == bundle.KeyLabels[i] {
 					r.agree++
 				}
 			}
 			for i := range logits {
-				r.maxDiff = math.Max(r.maxDiff, math.Abs(logits[i]-ort.logits[i]))
+				r.maxDiff = math.Max(r.maxDiff, math.Abs(logits[i]-ort.Logits[i]))
 			}
 		}
 		rows = append(rows, r)
@@ -300,60 +299,6 @@ func measure(rounds int, fn func() error) (time.Duration, error) {
 func median(times []time.Duration) time.Duration {
 	slices.Sort(times)
 	return times[len(times)/2].Round(10 * time.Microsecond)
-}
-
-type ortResult struct {
-	times  []time.Duration
-	logits []float64
-}
-
-// onnxruntime runs the bundle's inputs through hack/ortrun, in its own process,
-// with threads intra-op threads.
-func onnxruntime(bin, lib, dir string, model []byte, prog *infer.Program, b *fragile.Bundle, rounds, threads int) (*ortResult, error) {
-	modelPath, inputsPath := filepath.Join(dir, "model.onnx"), filepath.Join(dir, "inputs.f32")
-	raw := make([]byte, 4*len(b.Triggers))
-	for i, v := range b.Triggers {
-		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
-	}
-	if err := os.WriteFile(modelPath, model, 0o644); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(inputsPath, raw, 0o644); err != nil {
-		return nil, err
-	}
-	shape := make([]string, len(b.InputShape))
-	for i, d := range b.InputShape {
-		shape[i] = fmt.Sprint(d)
-	}
-	cmd := exec.Command(bin, "-lib", lib, "-model", modelPath, "-inputs", inputsPath, "-n", fmt.Sprint(b.Len()),
-		"-input-name", prog.InputName, "-output-name", prog.OutputName, "-shape", strings.Join(shape, "x"),
-		"-classes", fmt.Sprint(prog.Classes), "-rounds", fmt.Sprint(rounds), "-threads", fmt.Sprint(threads))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, fmt.Errorf("onnxruntime: %v: %s", err, stderr.String())
-	}
-	var res struct {
-		RoundSeconds []float64
-		Logits       [][]float32
-	}
-	if err := json.Unmarshal(out, &res); err != nil {
-		return nil, fmt.Errorf("onnxruntime output: %w", err)
-	}
-	r := &ortResult{}
-	for _, s := range res.RoundSeconds {
-		r.times = append(r.times, time.Duration(s*float64(time.Second)))
-	}
-	for _, row := range res.Logits {
-		for _, v := range row {
-			r.logits = append(r.logits, float64(v))
-		}
-	}
-	if len(r.logits) != b.Len()*prog.Classes {
-		return nil, fmt.Errorf("onnxruntime returned %d logits for %d inputs of %d classes", len(r.logits), b.Len(), prog.Classes)
-	}
-	return r, nil
 }
 
 func loadAvg() string {

@@ -52,8 +52,13 @@ type OrtResult struct {
 }
 
 // RunOrtRun runs the bundle's triggers through the model with the ortrun binary bin,
-// one trigger at a time, rounds times.
+// one trigger at a time, rounds times, on one thread.
 func RunOrtRun(bin, lib, workDir string, model []byte, b *fragile.Bundle, rounds int) (*OrtResult, error) {
+	return RunOrtRunThreads(bin, lib, workDir, model, b, rounds, 1)
+}
+
+// RunOrtRunThreads is RunOrtRun with threads intra-op threads.
+func RunOrtRunThreads(bin, lib, workDir string, model []byte, b *fragile.Bundle, rounds, threads int) (*OrtResult, error) {
 	dir, err := os.MkdirTemp(workDir, "run")
 	if err != nil {
 		return nil, err
@@ -80,7 +85,7 @@ func RunOrtRun(bin, lib, workDir string, model []byte, b *fragile.Bundle, rounds
 	}
 	cmd := exec.Command(bin, "-lib", lib, "-model", modelPath, "-inputs", inputsPath, "-n", fmt.Sprint(b.Len()),
 		"-input-name", net.InputName, "-output-name", net.OutputName, "-shape", strings.Join(shape, "x"),
-		"-classes", fmt.Sprint(net.Classes), "-rounds", fmt.Sprint(rounds))
+		"-classes", fmt.Sprint(net.Classes), "-rounds", fmt.Sprint(rounds), "-threads", fmt.Sprint(threads))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
