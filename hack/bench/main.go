@@ -20,6 +20,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/fragile-operator/fragile-operator/internal/zoo"
@@ -102,6 +103,7 @@ type row struct {
 	threads              int
 	verify, inference    time.Duration
 	ort                  time.Duration
+	verifyCPU, ortCPU    time.Duration
 	agree                int
 	maxDiff, minMargin   float64
 	activation, runAlloc int64
@@ -125,8 +127,8 @@ func run(models []benchModel, cfg config) error {
 	host, _ := os.Hostname()
 	fmt.Printf("Machine: %s, %d cores (%s), %s, %s/%s, BLAS %s. Load average at start: %s. Median of %d runs; %d triggers.\n\n",
 		host, runtime.NumCPU(), cpuModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH, infer.BLAS, loadAvg(), cfg.rounds, cfg.triggers)
-	fmt.Println("| model | threads | our full verify (decode, compile, run) | our inference only (runner reused) | onnxruntime (one at a time, session reused) | verify / onnxruntime | inference / onnxruntime | onnxruntime labels as ours | largest logit difference | smallest trigger margin |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| model | threads | our full verify (decode, compile, run) | our inference only (runner reused) | onnxruntime (one at a time, session reused) | verify / onnxruntime | inference / onnxruntime | CPU time: our verify / onnxruntime | onnxruntime labels as ours | largest logit difference | smallest trigger margin |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	// Rows are printed as each model finishes: a 224 px model takes minutes.
 	var rows []row
 	for _, m := range models {
@@ -201,14 +203,14 @@ func measureModel(m benchModel, cfg config, ortBin, dir string) ([]row, error) {
 		logits := make([]float64, cfg.triggers*prog.Classes)
 		// The machine is shared: each round times our verify, our inference and
 		// onnxruntime back to back, so a burst of load hits all three alike.
-		var verifyTimes, inferTimes, ortTimes []time.Duration
+		var verifyTimes, inferTimes, ortTimes, verifyCPU, ortCPU []time.Duration
 		var ort *eval.OrtResult
 		for round := 0; round < cfg.rounds; round++ {
-			start := time.Now()
+			start, startCPU := time.Now(), cpuTime()
 			if rep := fragile.Verify(ctx, m.data, bundle); rep.Result != fragile.ResultIntact {
 				return nil, fmt.Errorf("verify: %s %s", rep.Result, rep.Message)
 			}
-			verifyTimes = append(verifyTimes, time.Since(start))
+			verifyTimes, verifyCPU = append(verifyTimes, time.Since(start)), append(verifyCPU, cpuTime()-startCPU)
 			start = time.Now()
 			if err := runner.LogitsInto(logits, bundle.Triggers); err != nil {
 				return nil, err
@@ -219,15 +221,16 @@ func measureModel(m benchModel, cfg config, ortBin, dir string) ([]row, error) {
 					return nil, err
 				}
 				ortTimes = append(ortTimes, time.Duration(ort.RoundSeconds[0]*float64(time.Second)))
+				ortCPU = append(ortCPU, time.Duration(ort.RoundCPUSeconds[0]*float64(time.Second)))
 			}
 		}
-		r.verify, r.inference = median(verifyTimes), median(inferTimes)
+		r.verify, r.inference, r.verifyCPU = median(verifyTimes), median(inferTimes), median(verifyCPU)
 		r.verifyAlloc = allocated(func() { fragile.Verify(ctx, m.data, bundle) })
 		r.runAlloc = allocated(func() { _ = runner.LogitsInto(logits, bundle.Triggers) })
 		_, margins := nn.TopTwo(logits, prog.Classes)
 		r.minMargin = slices.Min(margins)
 		if ort != nil {
-			r.ort = median(ortTimes)
+			r.ort, r.ortCPU = median(ortTimes), median(ortCPU)
 			for i, l := range ort.Labels {
 				if l == bundle.KeyLabels[i] {
 					r.agree++
@@ -305,6 +308,15 @@ func median(times []time.Duration) time.Duration {
 	return times[len(times)/2].Round(10 * time.Microsecond)
 }
 
+// cpuTime is the CPU time (user and system) this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 func loadAvg() string {
 	data, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
@@ -334,6 +346,10 @@ func printRow(r row, cfg config) {
 		}
 		return fmt.Sprintf("%.2fx", d.Seconds()/r.ort.Seconds())
 	}
-	fmt.Printf("| %s | %d | %s | %s | %s | %s | %s | %d/%d | %.3g | %.3g |\n", r.model, r.threads, r.verify, r.inference, r.ort,
-		ratio(r.verify), ratio(r.inference), r.agree, cfg.triggers, r.maxDiff, r.minMargin)
+	cpu := "-"
+	if r.ortCPU > 0 {
+		cpu = fmt.Sprintf("%s / %s = %.2fx", r.verifyCPU.Round(100*time.Microsecond), r.ortCPU.Round(100*time.Microsecond), r.verifyCPU.Seconds()/r.ortCPU.Seconds())
+	}
+	fmt.Printf("| %s | %d | %s | %s | %s | %s | %s | %s | %d/%d | %.3g | %.3g |\n", r.model, r.threads, r.verify, r.inference, r.ort,
+		ratio(r.verify), ratio(r.inference), cpu, r.agree, cfg.triggers, r.maxDiff, r.minMargin)
 }

@@ -47,8 +47,10 @@ func BuildOrtRun(repoRoot, workDir string) (string, error) {
 // OrtResult is what one hack/ortrun run measured.
 type OrtResult struct {
 	RoundSeconds []float64 // duration of each round over all triggers
-	Labels       []int     // top-1 label of each trigger in the last round
-	Logits       []float64 // (triggers x classes) logits of the last round, row-major
+	// RoundCPUSeconds is the CPU time of each round (onnxruntime's process, every thread).
+	RoundCPUSeconds []float64
+	Labels          []int     // top-1 label of each trigger in the last round
+	Logits          []float64 // (triggers x classes) logits of the last round, row-major
 }
 
 // RunOrtRun runs the bundle's triggers through the model with the ortrun binary bin,
@@ -93,8 +95,9 @@ func RunOrtRunThreads(bin, lib, workDir string, model []byte, b *fragile.Bundle,
 		return nil, fmt.Errorf("onnxruntime: %v: %s", err, stderr.String())
 	}
 	var res struct {
-		RoundSeconds []float64
-		Logits       [][]float32
+		RoundSeconds    []float64
+		RoundCPUSeconds []float64
+		Logits          [][]float32
 	}
 	if err := json.Unmarshal(out, &res); err != nil {
 		return nil, fmt.Errorf("onnxruntime output: %w", err)
@@ -102,7 +105,7 @@ func RunOrtRunThreads(bin, lib, workDir string, model []byte, b *fragile.Bundle,
 	if len(res.Logits) != b.Len() {
 		return nil, fmt.Errorf("onnxruntime returned %d rows for %d triggers", len(res.Logits), b.Len())
 	}
-	result := &OrtResult{RoundSeconds: res.RoundSeconds}
+	result := &OrtResult{RoundSeconds: res.RoundSeconds, RoundCPUSeconds: res.RoundCPUSeconds}
 	for i, row := range res.Logits {
 		if len(row) != net.Classes {
 			return nil, fmt.Errorf("onnxruntime returned %d logits for trigger %d, the model has %d classes", len(row), i, net.Classes)
