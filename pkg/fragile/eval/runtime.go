@@ -13,6 +13,7 @@ import (
 
 	"github.com/fragile-operator/fragile-operator/pkg/fragile"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/nn"
+	"github.com/fragile-operator/fragile-operator/pkg/fragile/onnx"
 )
 
 // OnnxRuntime builds hack/ortrun (in the repository at repoRoot) into workDir and
@@ -66,10 +67,16 @@ func RunOrtRunThreads(bin, lib, workDir string, model []byte, b *fragile.Bundle,
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	net, err := fragile.LoadNetwork(model)
+	// The names and class count come from the file and the bundle, not a compiled
+	// graph: onnxruntime runs models our gradient builder may not.
+	m, err := onnx.Decode(model)
 	if err != nil {
 		return nil, err
 	}
+	if len(m.Graph.Outputs) == 0 {
+		return nil, fmt.Errorf("the model declares no output")
+	}
+	outputName, classes := m.Graph.Outputs[0].Name, b.Classes
 	modelPath, inputsPath := filepath.Join(dir, "model.onnx"), filepath.Join(dir, "inputs.f32")
 	raw := make([]byte, 4*len(b.Triggers))
 	for i, v := range b.Triggers {
@@ -86,8 +93,8 @@ func RunOrtRunThreads(bin, lib, workDir string, model []byte, b *fragile.Bundle,
 		shape[i] = fmt.Sprint(d)
 	}
 	cmd := exec.Command(bin, "-lib", lib, "-model", modelPath, "-inputs", inputsPath, "-n", fmt.Sprint(b.Len()),
-		"-input-name", net.InputName, "-output-name", net.OutputName, "-shape", strings.Join(shape, "x"),
-		"-classes", fmt.Sprint(net.Classes), "-rounds", fmt.Sprint(rounds), "-threads", fmt.Sprint(threads))
+		"-input-name", b.InputName, "-output-name", outputName, "-shape", strings.Join(shape, "x"),
+		"-classes", fmt.Sprint(classes), "-rounds", fmt.Sprint(rounds), "-threads", fmt.Sprint(threads))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -107,13 +114,13 @@ func RunOrtRunThreads(bin, lib, workDir string, model []byte, b *fragile.Bundle,
 	}
 	result := &OrtResult{RoundSeconds: res.RoundSeconds, RoundCPUSeconds: res.RoundCPUSeconds}
 	for i, row := range res.Logits {
-		if len(row) != net.Classes {
-			return nil, fmt.Errorf("onnxruntime returned %d logits for trigger %d, the model has %d classes", len(row), i, net.Classes)
+		if len(row) != classes {
+			return nil, fmt.Errorf("onnxruntime returned %d logits for trigger %d, the model has %d classes", len(row), i, classes)
 		}
 		for _, v := range row {
 			result.Logits = append(result.Logits, float64(v))
 		}
 	}
-	result.Labels, _ = nn.TopTwo(result.Logits, net.Classes)
+	result.Labels, _ = nn.TopTwo(result.Logits, classes)
 	return result, nil
 }
