@@ -195,3 +195,26 @@ func TestRefusesUnsupportedOp(t *testing.T) {
 		t.Errorf("error %q names neither the op nor the node", err)
 	}
 }
+
+// TestRefusesInconsistentWeights: an initializer whose values do not fill its dims
+// is an error naming it, never a panic.
+func TestRefusesInconsistentWeights(t *testing.T) {
+	data, err := zoo.MNIST7()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := onnx.Decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var name string
+	for i := range m.Graph.Initializers {
+		if w := &m.Graph.Initializers[i]; w.DataType == onnx.DataTypeFloat && len(w.Float) > 1 {
+			w.Float, name = w.Float[:len(w.Float)-1], w.Name
+			break
+		}
+	}
+	if _, err := Compile(m); err == nil || !strings.Contains(err.Error(), name) {
+		t.Fatalf("error %v does not name initializer %q", err, name)
+	}
+}
