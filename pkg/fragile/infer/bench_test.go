@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/fragile-operator/fragile-operator/internal/zoo"
-	"github.com/fragile-operator/fragile-operator/pkg/fragile/onnx"
 )
 
 // BenchmarkMNIST7 runs 100 examples through a reused runner on one thread and
@@ -15,14 +14,7 @@ func BenchmarkMNIST7(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	m, err := onnx.Decode(data)
-	if err != nil {
-		b.Fatal(err)
-	}
-	prog, err := Compile(m)
-	if err != nil {
-		b.Fatal(err)
-	}
+	_, prog := compileBytes(b, data)
 	r, err := NewRunner[float32](prog, 100, 1)
 	if err != nil {
 		b.Fatal(err)
