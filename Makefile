@@ -36,9 +36,17 @@ manifests: ## Generate the CRD and RBAC manifests from the API types and markers
 generate: ## Generate the DeepCopy methods of the API types.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
 
+# The product binary computes with OpenBLAS (cgo), linked statically so the image
+# needs no shared library; PURE_GO=1 builds the pure-Go variant (docs/inference.md).
+ifeq ($(PURE_GO),1)
+GO_BUILD_FLAGS ?=
+else
+GO_BUILD_FLAGS ?= -tags openblas,osusergo,netgo -ldflags '-linkmode external -extldflags "-static"'
+endif
+
 .PHONY: build
-build: ## Build the product binary bin/fragile and the research bench bin/fragile-lab.
-	go build -o $(BIN)/fragile ./cmd/fragile
+build: ## Build the product binary bin/fragile (OpenBLAS linked statically; PURE_GO=1 for pure Go) and the research bench bin/fragile-lab.
+	go build $(GO_BUILD_FLAGS) -o $(BIN)/fragile ./cmd/fragile
 	go build -o $(BIN)/fragile-lab ./cmd/fragile-lab
 
 .PHONY: run

@@ -49,4 +49,7 @@ fi
 log "ONNX conformance suite and PyTorch fixtures (docs/conformance.md)"
 hack/conformance.sh
 
+log "OpenBLAS build (hack/test-openblas.sh)"
+hack/test-openblas.sh
+
 log "all checks passed"

@@ -9,21 +9,18 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/fragile-operator/fragile-operator/internal/zoo"
@@ -106,6 +103,7 @@ type row struct {
 	threads              int
 	verify, inference    time.Duration
 	ort                  time.Duration
+	verifyCPU, ortCPU    time.Duration
 	agree                int
 	maxDiff, minMargin   float64
 	activation, runAlloc int64
@@ -129,26 +127,20 @@ func run(models []benchModel, cfg config) error {
 	host, _ := os.Hostname()
 	fmt.Printf("Machine: %s, %d cores (%s), %s, %s/%s, BLAS %s. Load average at start: %s. Median of %d runs; %d triggers.\n\n",
 		host, runtime.NumCPU(), cpuModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH, infer.BLAS, loadAvg(), cfg.rounds, cfg.triggers)
+	fmt.Println("| model | threads | our full verify (decode, compile, run) | our inference only (runner reused) | onnxruntime (one at a time, session reused) | verify / onnxruntime | inference / onnxruntime | CPU time: our verify / onnxruntime | onnxruntime labels as ours | largest logit difference | smallest trigger margin |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	// Rows are printed as each model finishes: a 224 px model takes minutes.
 	var rows []row
 	for _, m := range models {
 		fmt.Fprintf(os.Stderr, "bench: %s\n", m.name)
-		r, err := measureModel(m, cfg, ortBin, dir)
+		measured, err := measureModel(m, cfg, ortBin, dir)
 		if err != nil {
 			return fmt.Errorf("%s: %w", m.name, err)
 		}
-		rows = append(rows, r...)
-	}
-	fmt.Println("| model | threads | our full verify (decode, compile, run) | our inference only (runner reused) | onnxruntime (one at a time, session reused) | verify / onnxruntime | inference / onnxruntime | onnxruntime labels as ours | largest logit difference | smallest trigger margin |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-	for _, r := range rows {
-		ratio := func(d time.Duration) string {
-			if r.ort == 0 {
-				return "-"
-			}
-			return fmt.Sprintf("%.2fx", d.Seconds()/r.ort.Seconds())
+		rows = append(rows, measured...)
+		for _, r := range measured {
+			printRow(r, cfg)
 		}
-		fmt.Printf("| %s | %d | %s | %s | %s | %s | %s | %d/%d | %.3g | %.3g |\n", r.model, r.threads, r.verify, r.inference, r.ort,
-			ratio(r.verify), ratio(r.inference), r.agree, cfg.triggers, r.maxDiff, r.minMargin)
 	}
 	fmt.Println()
 	fmt.Printf("| model | activation memory at batch %d | allocated per inference run (runner reused) | allocated per full verify | watermark %d triggers (median of %d) |\n", cfg.triggers, cfg.triggers, cfg.wmRounds)
@@ -204,40 +196,48 @@ func measureModel(m benchModel, cfg config, ortBin, dir string) ([]row, error) {
 	for _, threads := range []int{1, 2} {
 		fragile.InferenceThreads = threads
 		r := row{model: m.name, threads: threads, watermark: wmTime, watermarkErr: wmErr, activation: prog.ActivationBytes(cfg.triggers)}
-		if r.verify, err = measure(cfg.rounds, func() error {
-			if rep := fragile.Verify(ctx, m.data, bundle); rep.Result != fragile.ResultIntact {
-				return fmt.Errorf("verify: %s %s", rep.Result, rep.Message)
-			}
-			return nil
-		}); err != nil {
-			return nil, err
-		}
-		r.verifyAlloc = allocated(func() { fragile.Verify(ctx, m.data, bundle) })
 		runner, err := infer.NewRunner[float32](prog, cfg.triggers, threads)
 		if err != nil {
 			return nil, err
 		}
 		logits := make([]float64, cfg.triggers*prog.Classes)
-		if r.inference, err = measure(cfg.rounds, func() error { return runner.LogitsInto(logits, bundle.Triggers) }); err != nil {
-			return nil, err
+		// The machine is shared: each round times our verify, our inference and
+		// onnxruntime back to back, so a burst of load hits all three alike.
+		var verifyTimes, inferTimes, ortTimes, verifyCPU, ortCPU []time.Duration
+		var ort *eval.OrtResult
+		for round := 0; round < cfg.rounds; round++ {
+			start, startCPU := time.Now(), cpuTime()
+			if rep := fragile.Verify(ctx, m.data, bundle); rep.Result != fragile.ResultIntact {
+				return nil, fmt.Errorf("verify: %s %s", rep.Result, rep.Message)
+			}
+			verifyTimes, verifyCPU = append(verifyTimes, time.Since(start)), append(verifyCPU, cpuTime()-startCPU)
+			start = time.Now()
+			if err := runner.LogitsInto(logits, bundle.Triggers); err != nil {
+				return nil, err
+			}
+			inferTimes = append(inferTimes, time.Since(start))
+			if ortBin != "" {
+				if ort, err = eval.RunOrtRunThreads(ortBin, cfg.ortLib, dir, m.data, bundle, 1, threads); err != nil {
+					return nil, err
+				}
+				ortTimes = append(ortTimes, time.Duration(ort.RoundSeconds[0]*float64(time.Second)))
+				ortCPU = append(ortCPU, time.Duration(ort.RoundCPUSeconds[0]*float64(time.Second)))
+			}
 		}
+		r.verify, r.inference, r.verifyCPU = median(verifyTimes), median(inferTimes), median(verifyCPU)
+		r.verifyAlloc = allocated(func() { fragile.Verify(ctx, m.data, bundle) })
 		r.runAlloc = allocated(func() { _ = runner.LogitsInto(logits, bundle.Triggers) })
 		_, margins := nn.TopTwo(logits, prog.Classes)
 		r.minMargin = slices.Min(margins)
-		if ortBin != "" {
-			ort, err := onnxruntime(ortBin, cfg.ortLib, dir, m.data, prog, bundle, cfg.rounds, threads)
-			if err != nil {
-				return nil, err
-			}
-			r.ort = median(ort.times)
-			theirs, _ := nn.TopTwo(ort.logits, prog.Classes)
-			for i, l := range theirs {
+		if ort != nil {
+			r.ort, r.ortCPU = median(ortTimes), median(ortCPU)
+			for i, l := range ort.Labels {
 				if l == bundle.KeyLabels[i] {
 					r.agree++
 				}
 			}
 			for i := range logits {
-				r.maxDiff = math.Max(r.maxDiff, math.Abs(logits[i]-ort.logits[i]))
+				r.maxDiff = math.Max(r.maxDiff, math.Abs(logits[i]-ort.Logits[i]))
 			}
 		}
 		rows = append(rows, r)
@@ -308,58 +308,13 @@ func median(times []time.Duration) time.Duration {
 	return times[len(times)/2].Round(10 * time.Microsecond)
 }
 
-type ortResult struct {
-	times  []time.Duration
-	logits []float64
-}
-
-// onnxruntime runs the bundle's inputs through hack/ortrun, in its own process,
-// with threads intra-op threads.
-func onnxruntime(bin, lib, dir string, model []byte, prog *infer.Program, b *fragile.Bundle, rounds, threads int) (*ortResult, error) {
-	modelPath, inputsPath := filepath.Join(dir, "model.onnx"), filepath.Join(dir, "inputs.f32")
-	raw := make([]byte, 4*len(b.Triggers))
-	for i, v := range b.Triggers {
-		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
+// cpuTime is the CPU time (user and system) this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
 	}
-	if err := os.WriteFile(modelPath, model, 0o644); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(inputsPath, raw, 0o644); err != nil {
-		return nil, err
-	}
-	shape := make([]string, len(b.InputShape))
-	for i, d := range b.InputShape {
-		shape[i] = fmt.Sprint(d)
-	}
-	cmd := exec.Command(bin, "-lib", lib, "-model", modelPath, "-inputs", inputsPath, "-n", fmt.Sprint(b.Len()),
-		"-input-name", prog.InputName, "-output-name", prog.OutputName, "-shape", strings.Join(shape, "x"),
-		"-classes", fmt.Sprint(prog.Classes), "-rounds", fmt.Sprint(rounds), "-threads", fmt.Sprint(threads))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, fmt.Errorf("onnxruntime: %v: %s", err, stderr.String())
-	}
-	var res struct {
-		RoundSeconds []float64
-		Logits       [][]float32
-	}
-	if err := json.Unmarshal(out, &res); err != nil {
-		return nil, fmt.Errorf("onnxruntime output: %w", err)
-	}
-	r := &ortResult{}
-	for _, s := range res.RoundSeconds {
-		r.times = append(r.times, time.Duration(s*float64(time.Second)))
-	}
-	for _, row := range res.Logits {
-		for _, v := range row {
-			r.logits = append(r.logits, float64(v))
-		}
-	}
-	if len(r.logits) != b.Len()*prog.Classes {
-		return nil, fmt.Errorf("onnxruntime returned %d logits for %d inputs of %d classes", len(r.logits), b.Len(), prog.Classes)
-	}
-	return r, nil
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func loadAvg() string {
@@ -382,4 +337,19 @@ func cpuModel() string {
 		}
 	}
 	return "unknown CPU"
+}
+
+func printRow(r row, cfg config) {
+	ratio := func(d time.Duration) string {
+		if r.ort == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2fx", d.Seconds()/r.ort.Seconds())
+	}
+	cpu := "-"
+	if r.ortCPU > 0 {
+		cpu = fmt.Sprintf("%s / %s = %.2fx", r.verifyCPU.Round(100*time.Microsecond), r.ortCPU.Round(100*time.Microsecond), r.verifyCPU.Seconds()/r.ortCPU.Seconds())
+	}
+	fmt.Printf("| %s | %d | %s | %s | %s | %s | %s | %s | %d/%d | %.3g | %.3g |\n", r.model, r.threads, r.verify, r.inference, r.ort,
+		ratio(r.verify), ratio(r.inference), cpu, r.agree, cfg.triggers, r.maxDiff, r.minMargin)
 }

@@ -76,15 +76,8 @@ func Verify(ctx context.Context, model []byte, b *Bundle) VerifyReport {
 // evaluated in float32 on the path Verify takes, the one Watermark confirms its
 // triggers on.
 func Predict(net *nn.Network, inputs []float32, n int) ([]int, error) {
-	r, err := newRunner(net.Model(), net, n, false)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	logits, err := r.Logits(inputs)
-	if err != nil {
-		return nil, err
-	}
-	labels, _ := nn.TopTwo(logits, net.Classes)
-	return labels, nil
+	im := &inferenceModel{Classes: net.Classes, run: func(batch int) (logitRunner, error) {
+		return newRunner(net.Model(), net, batch, false)
+	}}
+	return im.predict(inputs, n)
 }

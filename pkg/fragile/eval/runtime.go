@@ -13,6 +13,7 @@ import (
 
 	"github.com/fragile-operator/fragile-operator/pkg/fragile"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/nn"
+	"github.com/fragile-operator/fragile-operator/pkg/fragile/onnx"
 )
 
 // OnnxRuntime builds hack/ortrun (in the repository at repoRoot) into workDir and
@@ -47,22 +48,35 @@ func BuildOrtRun(repoRoot, workDir string) (string, error) {
 // OrtResult is what one hack/ortrun run measured.
 type OrtResult struct {
 	RoundSeconds []float64 // duration of each round over all triggers
-	Labels       []int     // top-1 label of each trigger in the last round
-	Logits       []float64 // (triggers x classes) logits of the last round, row-major
+	// RoundCPUSeconds is the CPU time of each round (onnxruntime's process, every thread).
+	RoundCPUSeconds []float64
+	Labels          []int     // top-1 label of each trigger in the last round
+	Logits          []float64 // (triggers x classes) logits of the last round, row-major
 }
 
 // RunOrtRun runs the bundle's triggers through the model with the ortrun binary bin,
-// one trigger at a time, rounds times.
+// one trigger at a time, rounds times, on one thread.
 func RunOrtRun(bin, lib, workDir string, model []byte, b *fragile.Bundle, rounds int) (*OrtResult, error) {
+	return RunOrtRunThreads(bin, lib, workDir, model, b, rounds, 1)
+}
+
+// RunOrtRunThreads is RunOrtRun with threads intra-op threads.
+func RunOrtRunThreads(bin, lib, workDir string, model []byte, b *fragile.Bundle, rounds, threads int) (*OrtResult, error) {
 	dir, err := os.MkdirTemp(workDir, "run")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	net, err := fragile.LoadNetwork(model)
+	// The names and class count come from the file and the bundle, not a compiled
+	// graph: onnxruntime runs models our gradient builder may not.
+	m, err := onnx.Decode(model)
 	if err != nil {
 		return nil, err
 	}
+	if len(m.Graph.Outputs) == 0 {
+		return nil, fmt.Errorf("the model declares no output")
+	}
+	outputName, classes := m.Graph.Outputs[0].Name, b.Classes
 	modelPath, inputsPath := filepath.Join(dir, "model.onnx"), filepath.Join(dir, "inputs.f32")
 	inputs := b.ModelInputs()
 	raw := make([]byte, 4*len(inputs))
@@ -80,8 +94,8 @@ func RunOrtRun(bin, lib, workDir string, model []byte, b *fragile.Bundle, rounds
 		shape[i] = fmt.Sprint(d)
 	}
 	cmd := exec.Command(bin, "-lib", lib, "-model", modelPath, "-inputs", inputsPath, "-n", fmt.Sprint(b.Len()),
-		"-input-name", net.InputName, "-output-name", net.OutputName, "-shape", strings.Join(shape, "x"),
-		"-classes", fmt.Sprint(net.Classes), "-rounds", fmt.Sprint(rounds))
+		"-input-name", b.InputName, "-output-name", outputName, "-shape", strings.Join(shape, "x"),
+		"-classes", fmt.Sprint(classes), "-rounds", fmt.Sprint(rounds), "-threads", fmt.Sprint(threads))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -89,8 +103,9 @@ func RunOrtRun(bin, lib, workDir string, model []byte, b *fragile.Bundle, rounds
 		return nil, fmt.Errorf("onnxruntime: %v: %s", err, stderr.String())
 	}
 	var res struct {
-		RoundSeconds []float64
-		Logits       [][]float32
+		RoundSeconds    []float64
+		RoundCPUSeconds []float64
+		Logits          [][]float32
 	}
 	if err := json.Unmarshal(out, &res); err != nil {
 		return nil, fmt.Errorf("onnxruntime output: %w", err)
@@ -98,15 +113,15 @@ func RunOrtRun(bin, lib, workDir string, model []byte, b *fragile.Bundle, rounds
 	if len(res.Logits) != b.Len() {
 		return nil, fmt.Errorf("onnxruntime returned %d rows for %d triggers", len(res.Logits), b.Len())
 	}
-	result := &OrtResult{RoundSeconds: res.RoundSeconds}
+	result := &OrtResult{RoundSeconds: res.RoundSeconds, RoundCPUSeconds: res.RoundCPUSeconds}
 	for i, row := range res.Logits {
-		if len(row) != net.Classes {
-			return nil, fmt.Errorf("onnxruntime returned %d logits for trigger %d, the model has %d classes", len(row), i, net.Classes)
+		if len(row) != classes {
+			return nil, fmt.Errorf("onnxruntime returned %d logits for trigger %d, the model has %d classes", len(row), i, classes)
 		}
 		for _, v := range row {
 			result.Logits = append(result.Logits, float64(v))
 		}
 	}
-	result.Labels, _ = nn.TopTwo(result.Logits, net.Classes)
+	result.Labels, _ = nn.TopTwo(result.Logits, classes)
 	return result, nil
 }

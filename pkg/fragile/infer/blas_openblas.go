@@ -3,7 +3,7 @@
 package infer
 
 /*
-#cgo LDFLAGS: -lopenblas
+#cgo LDFLAGS: -lopenblas -lm -lpthread
 void openblas_set_num_threads(int num_threads);
 */
 import "C"

@@ -178,11 +178,28 @@ func (p *planner[T]) conv(i int, node *onnx.Node) error {
 				other = next.Inputs[1]
 			}
 			r, ok := p.values[other]
-			if !ok || other == outName || r.isInt || r.static || !slices.Equal(r.t.shape, outShape) {
+			if !ok {
+				if r, _ = p.lookup(other); r == nil {
+					break
+				}
+			}
+			if other == outName || r.isInt {
 				break
 			}
-			e.residual = r.t.data
-			fusedAdd = true
+			if perChannel := channelBias(r, m); r.static && perChannel != nil {
+				// A bias added by its own node (mnist-7's Plus): fold it in.
+				if e.bias == nil {
+					e.bias = make([]T, m)
+				}
+				for o := range e.bias {
+					e.bias[o] += perChannel[o]
+				}
+			} else if r.static || !slices.Equal(r.t.shape, outShape) {
+				break
+			} else {
+				e.residual = r.t.data
+				fusedAdd = true
+			}
 		} else if act, ok := p.activationOf(next); ok && e.act.kind == "" {
 			e.act = act
 		} else {
@@ -232,6 +249,19 @@ func (p *planner[T]) conv(i int, node *onnx.Node) error {
 		}
 	})
 	return nil
+}
+
+// channelBias returns v's values when v holds one value per output channel of an
+// m-channel NCHW tensor (shape m x 1 x 1, 1 x m x 1 x 1, ...), else nil.
+func channelBias[T Float](v *value[T], m int) []T {
+	shape := v.t.shape
+	if len(v.t.data) != m || len(shape) < 3 || len(shape) > 4 {
+		return nil
+	}
+	if shape[len(shape)-1] != 1 || shape[len(shape)-2] != 1 || shape[len(shape)-3] != m {
+		return nil
+	}
+	return v.t.data
 }
 
 // finish applies the epilogue to one example's m x ohw output.

@@ -18,11 +18,40 @@ func gemm[T Float](transA, transB bool, m, n, k int, a []T, lda int, b []T, ldb 
 	if transB {
 		tb = blas.Trans
 	}
+	switch {
+	case n == 1 && !transB:
+		// A matrix-vector product (a convolution with one output pixel, resnet18's
+		// last stage at 32 px): GEMM would pack the whole weight matrix on every call.
+		rows, cols := m, k
+		if transA {
+			rows, cols = k, m
+		}
+		gemv(ta, rows, cols, a, lda, b, ldb, beta, c, ldc)
+		return
+	case m == 1 && !transA:
+		// One row times a matrix (a fully connected layer on one example): c^T = op(b)^T a^T.
+		rows, cols, t := n, k, blas.NoTrans
+		if !transB {
+			rows, cols, t = k, n, blas.Trans
+		}
+		gemv(t, rows, cols, b, ldb, a, 1, beta, c, 1)
+		return
+	}
 	switch a := any(a).(type) {
 	case []float32:
 		blas32.Sgemm(ta, tb, m, n, k, 1, a, lda, any(b).([]float32), ldb, float32(beta), any(c).([]float32), ldc)
 	case []float64:
 		blas64.Dgemm(ta, tb, m, n, k, 1, a, lda, any(b).([]float64), ldb, float64(beta), any(c).([]float64), ldc)
+	}
+}
+
+// gemv computes y = op(a) x + beta y, a stored rows x cols.
+func gemv[T Float](t blas.Transpose, rows, cols int, a []T, lda int, x []T, incX int, beta T, y []T, incY int) {
+	switch a := any(a).(type) {
+	case []float32:
+		blas32.Sgemv(t, rows, cols, 1, a, lda, any(x).([]float32), incX, float32(beta), any(y).([]float32), incY)
+	case []float64:
+		blas64.Dgemv(t, rows, cols, 1, a, lda, any(x).([]float64), incX, float64(beta), any(y).([]float64), incY)
 	}
 }
 

@@ -48,6 +48,20 @@ func uniform(rng *rand.Rand, n int, scale float32) []float32 {
 	return x
 }
 
+// compileBytes decodes and compiles an ONNX file, failing the test on error.
+func compileBytes(t testing.TB, data []byte) (*onnx.Model, *Program) {
+	t.Helper()
+	m, err := onnx.Decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog, err := Compile(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, prog
+}
+
 // maxRelDiff is the largest |a-b| over the largest |b| of each row.
 func maxRelDiff(a, b []float64, classes int) float64 {
 	worst := 0.0
@@ -70,14 +84,7 @@ func TestMatchesGradientBuilder(t *testing.T) {
 	const batch = 8
 	for name, data := range realModels(t) {
 		t.Run(name, func(t *testing.T) {
-			m, err := onnx.Decode(data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			prog, err := Compile(m)
-			if err != nil {
-				t.Fatal(err)
-			}
+			m, prog := compileBytes(t, data)
 			net, err := nn.Compile(m)
 			if err != nil {
 				t.Skipf("the gradient builder refuses it: %v", err)
@@ -139,14 +146,7 @@ func TestMatchesGradientBuilder(t *testing.T) {
 func TestPositionIndependent(t *testing.T) {
 	for name, data := range realModels(t) {
 		t.Run(name, func(t *testing.T) {
-			m, err := onnx.Decode(data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			prog, err := Compile(m)
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, prog := compileBytes(t, data)
 			size, classes := prog.InputSize(), prog.Classes
 			rng := rand.New(rand.NewPCG(3, 4))
 			x := uniform(rng, 5*size, 1)
@@ -193,5 +193,28 @@ func TestRefusesUnsupportedOp(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "Hardmax") || !strings.Contains(err.Error(), m.Graph.Nodes[3].Label()) {
 		t.Errorf("error %q names neither the op nor the node", err)
+	}
+}
+
+// TestRefusesInconsistentWeights: an initializer whose values do not fill its dims
+// is an error naming it, never a panic.
+func TestRefusesInconsistentWeights(t *testing.T) {
+	data, err := zoo.MNIST7()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := onnx.Decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var name string
+	for i := range m.Graph.Initializers {
+		if w := &m.Graph.Initializers[i]; w.DataType == onnx.DataTypeFloat && len(w.Float) > 1 {
+			w.Float, name = w.Float[:len(w.Float)-1], w.Name
+			break
+		}
+	}
+	if _, err := Compile(m); err == nil || !strings.Contains(err.Error(), name) {
+		t.Fatalf("error %v does not name initializer %q", err, name)
 	}
 }

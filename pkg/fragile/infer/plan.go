@@ -147,6 +147,9 @@ func (p *planner[T]) lookup(name string) (*value[T], error) {
 		return nil, fmt.Errorf("%q is neither computed before this node nor an initializer", name)
 	}
 	v := constantValue[T](w)
+	if n := size(v.dims()); (v.isInt && len(v.ints) != n) || (!v.isInt && len(v.t.data) != n) {
+		return nil, fmt.Errorf("initializer %q has dims %v but %d values", name, w.Dims, max(len(v.ints), len(w.Float)))
+	}
 	p.values[name] = v
 	return v, nil
 }

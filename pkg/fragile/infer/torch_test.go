@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/nn"
-	"github.com/fragile-operator/fragile-operator/pkg/fragile/onnx"
 )
 
 // torchDir is where hack/torch/fixtures.sh exported the PyTorch fixtures:
@@ -70,14 +69,7 @@ func TestMatchesPyTorch(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			m, err := onnx.Decode(data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			prog, err := Compile(m)
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, prog := compileBytes(t, data)
 			x, want := readFloats(t, filepath.Join(dir, f.Inputs)), readFloats(t, filepath.Join(dir, f.Logits))
 			r, err := NewRunner[float32](prog, f.N, 1)
 			if err != nil {
