@@ -488,3 +488,48 @@ func (s *envSuite) describe(t *testing.T, ns, name string) string {
 	}
 	return string(out)
 }
+
+// TestEnvtestTrainingFailsTwiceThenSucceeds: two failed attempts are retried after their
+// backoff (30 s, then 60 s, on the injected clock), each as a new Job; the third succeeds and
+// the resource ends Watermarked=True; each failed attempt left a Warning event naming it.
+func TestEnvtestTrainingFailsTwiceThenSucceeds(t *testing.T) {
+	s := envtestSuite(t)
+	ns := s.namespace(t)
+	mw := s.create(t, newMW("mnist", inNamespace(ns)))
+	hash := watermarkHash(mw)
+
+	for _, step := range []struct {
+		attempt int32
+		backoff time.Duration
+	}{{1, 30 * time.Second}, {2, 60 * time.Second}} {
+		job := s.waitJob(t, ns, "mnist", componentTraining, running)
+		if job.Name != trainingJobName(mw, hash, step.attempt) {
+			t.Fatalf("running training Job %s, want attempt %d", job.Name, step.attempt)
+		}
+		s.train(t, ns, "mnist", trainedFailed("model URL answered 503 Service Unavailable"))
+		s.waitCond(t, ns, "mnist", fragilev1alpha1.ConditionWatermarked, "Unknown", fragilev1alpha1.ReasonTrainingBackoff)
+		s.clock.Step(step.backoff)
+		s.poke(t, ns, "mnist")
+	}
+	s.train(t, ns, "mnist", trainedOK(100))
+	s.waitCond(t, ns, "mnist", fragilev1alpha1.ConditionWatermarked, "True", fragilev1alpha1.ReasonWatermarked)
+	if st := s.mw(t, ns, "mnist").Status.Training; st.Attempt != 3 || st.JobName != trainingJobName(mw, hash, 3) {
+		t.Errorf("status.training %+v, want attempt 3", st)
+	}
+	if jobs := s.jobs(t, ns, "mnist", componentTraining); len(jobs) != 3 {
+		t.Errorf("training Jobs %v, want one per attempt", jobNames(jobs))
+	}
+	eventually(t, "a Warning TrainingBackoff event per failed attempt", func() (bool, string) {
+		var notes []string
+		found := map[string]bool{}
+		for _, e := range s.events(t, ns, "mnist") {
+			notes = append(notes, e.Reason+": "+e.Note)
+			for _, a := range []string{"attempt 1 of 3", "attempt 2 of 3"} {
+				if e.Type == corev1.EventTypeWarning && e.Reason == fragilev1alpha1.ReasonTrainingBackoff && strings.Contains(e.Note, a) {
+					found[a] = true
+				}
+			}
+		}
+		return len(found) == 2, strings.Join(notes, "\n")
+	})
+}

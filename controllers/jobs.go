@@ -26,9 +26,14 @@ type jobTemplate struct {
 	annotations           map[string]string
 }
 
-// newJob builds a Job that runs `fragile` once, never retries (backoffLimit 0: a second
-// attempt could only repeat the verdict, and for verification exit status 1 is a verdict, not
-// a failure to retry), and reports through its termination message file.
+// jobGracePeriod is the Pods' terminationGracePeriodSeconds: `fragile` stops its loops on
+// SIGTERM within a second or two and writes its report, so a deleted or timed-out Job is gone
+// well inside this.
+const jobGracePeriod = 10
+
+// newJob builds a Job that runs `fragile` once, never retries within the Job (backoffLimit 0: for
+// verification exit status 1 is a verdict, not a failure to retry, and training retries are new
+// Jobs, see training_retry.go), and reports through its termination message file.
 func newJob(mw *fragilev1alpha1.ModelWatermark, t jobTemplate) *batchv1.Job {
 	labels := ownedLabels(mw, t.component)
 	labels[fragilev1alpha1.LabelWatermarkHash] = t.hash
@@ -53,9 +58,10 @@ func newJob(mw *fragilev1alpha1.ModelWatermark, t jobTemplate) *batchv1.Job {
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: corev1.PodSpec{
-					RestartPolicy:                corev1.RestartPolicyNever,
-					ServiceAccountName:           t.serviceAccount,
-					AutomountServiceAccountToken: ptr.To(t.serviceAccount != ""),
+					RestartPolicy:                 corev1.RestartPolicyNever,
+					TerminationGracePeriodSeconds: ptr.To[int64](jobGracePeriod),
+					ServiceAccountName:            t.serviceAccount,
+					AutomountServiceAccountToken:  ptr.To(t.serviceAccount != ""),
 					SecurityContext: &corev1.PodSecurityContext{
 						RunAsNonRoot:   ptr.To(true),
 						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
@@ -97,7 +103,7 @@ func keyVolume(mw *fragilev1alpha1.ModelWatermark) (corev1.Volume, corev1.Volume
 
 // trainingJob runs `fragile watermark`. It is the only Job with API access: its per-resource
 // ServiceAccount may get/patch/update the one bundle Secret and nothing else.
-func trainingJob(mw *fragilev1alpha1.ModelWatermark, image, hash string, loc modelLocation) *batchv1.Job {
+func trainingJob(mw *fragilev1alpha1.ModelWatermark, image, hash string, loc modelLocation, attempt int32) *batchv1.Job {
 	kv, km := keyVolume(mw)
 	args := []string{"watermark",
 		"--model", loc.arg,
@@ -115,8 +121,9 @@ func trainingJob(mw *fragilev1alpha1.ModelWatermark, image, hash string, loc mod
 	args = append(args, "--report", terminationPath)
 
 	t := jobTemplate{
-		name: trainingJobName(mw, hash), component: componentTraining, hash: hash, image: image,
-		args: args,
+		name: trainingJobName(mw, hash, attempt), component: componentTraining, hash: hash, image: image,
+		annotations: map[string]string{fragilev1alpha1.AnnotationAttempt: strconv.Itoa(int(attempt))},
+		args:        args,
 		env: []corev1.EnvVar{
 			{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{
 				FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},

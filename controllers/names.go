@@ -21,9 +21,14 @@ func bundleSecretName(mw *fragilev1alpha1.ModelWatermark) string { return mw.Nam
 func trainerName(mw *fragilev1alpha1.ModelWatermark) string      { return mw.Name + "-trainer" }
 
 // trainingJobName embeds the watermark hash, so a spec change that invalidates the watermark
-// yields a new Job name and a change that does not (period, training knobs) keeps the old Job.
-func trainingJobName(mw *fragilev1alpha1.ModelWatermark, hash string) string {
-	return mw.Name + "-train-" + hash
+// yields a new Job name and a change that does not (period, training knobs) keeps the old Job,
+// and the attempt number from the second attempt on: 40 + len("-train-") + 10 + len("-10") = 60,
+// under the 63 the job-name label allows.
+func trainingJobName(mw *fragilev1alpha1.ModelWatermark, hash string, attempt int32) string {
+	if attempt <= 1 {
+		return mw.Name + "-train-" + hash
+	}
+	return fmt.Sprintf("%s-train-%s-%d", mw.Name, hash, attempt)
 }
 
 // verificationJobName embeds the scheduled time, as CronJob does, so the same schedule slot

@@ -46,6 +46,10 @@ type observation struct {
 	// nextVerification is when the next verification is due; zero when none is scheduled.
 	nextVerification time.Time
 
+	// nextAttempt is when the next training attempt starts after a failed one; zero when no
+	// retry is scheduled.
+	nextAttempt time.Time
+
 	// watermarked is the evaluated Watermarked condition; verification waits for it.
 	watermarked metav1.Condition
 
@@ -127,6 +131,9 @@ var watermarkedChain = []policy{
 			return "", "", "", false
 		}
 		msg := fmt.Sprintf("training Job %s is running", o.training.job.Name)
+		if n := attemptOf(o.training.job); n > 1 {
+			msg = fmt.Sprintf("training Job %s (attempt %d of %d) is running", o.training.job.Name, n, maxAttempts(o.mw))
+		}
 		if p := o.progress(); p != "" {
 			msg += ": " + p
 		}
@@ -136,9 +143,19 @@ var watermarkedChain = []policy{
 		if o.result.ok {
 			return "", "", "", false
 		}
+		n, limit := attemptOf(o.training.job), maxAttempts(o.mw)
+		if o.retrying() {
+			when := "at " + o.nextAttempt.UTC().Format(time.RFC3339)
+			if o.mw.Spec.Suspend {
+				when = "once spec.suspend is false"
+			}
+			return condUnknown, fragilev1alpha1.ReasonTrainingBackoff, clip(fmt.Sprintf(
+				"training attempt %d of %d (Job %s) failed: %s; attempt %d starts %s",
+				n, limit, o.training.job.Name, o.result.problem, n+1, when)), true
+		}
 		return condFalse, fragilev1alpha1.ReasonTrainingFailed, clip(fmt.Sprintf(
-			"training Job %s did not produce a watermark: %s. Delete the Job to try again, or change the spec",
-			o.training.job.Name, o.result.problem)), true
+			"training Job %s did not produce a watermark (attempt %d of %d, no retries left): %s. Delete the "+
+				"training Jobs to start again, or change the spec", o.training.job.Name, n, limit, o.result.problem)), true
 	},
 	func(o *observation) (metav1.ConditionStatus, string, string, bool) {
 		pin := o.mw.Spec.Model.SHA256
@@ -316,7 +333,8 @@ func buildStatus(o *observation, previous []metav1.Condition) fragilev1alpha1.Mo
 
 	if o.training != nil {
 		j := o.training.job
-		ts := &fragilev1alpha1.TrainingStatus{JobName: j.Name, StartTime: j.Status.StartTime}
+		ts := &fragilev1alpha1.TrainingStatus{JobName: j.Name, Attempt: attemptOf(j), StartTime: j.Status.StartTime,
+			NextAttemptTime: timePtr(o.nextAttempt)}
 		if o.training.finished {
 			ts.CompletionTime = timePtr(o.training.finishedAt)
 			if o.result.run.term.found {

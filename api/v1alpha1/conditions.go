@@ -30,8 +30,12 @@ const (
 	ReasonTrainingPending = "TrainingPending"
 	// ReasonTrainingInProgress: the training Job for the current spec is running.
 	ReasonTrainingInProgress = "TrainingInProgress"
-	// ReasonTrainingFailed: the training Job failed, timed out, or ended without a usable report.
+	// ReasonTrainingFailed: the last allowed training attempt (spec.training.maxAttempts) failed,
+	// timed out, or ended without a usable report.
 	ReasonTrainingFailed = "TrainingFailed"
+	// ReasonTrainingBackoff: a training attempt failed and the next one waits for its backoff
+	// (Watermarked=Unknown); the message names the failed attempt and when the next starts.
+	ReasonTrainingBackoff = "TrainingBackoff"
 	// ReasonWatermarked: training succeeded and the bundle is sealed (Watermarked=True).
 	ReasonWatermarked = "Watermarked"
 	// ReasonBundleMissing: training succeeded but the bundle Secret is gone or holds a bundle of
@@ -93,6 +97,8 @@ const (
 	LabelModelWatermark = "fragile.dev/modelwatermark"
 	// LabelWatermarkHash on Jobs names the watermark they train or verify.
 	LabelWatermarkHash = "fragile.dev/watermark-hash"
+	// AnnotationAttempt on a training Job is its attempt number, from 1.
+	AnnotationAttempt = "fragile.dev/attempt"
 
 	// EnvWatermarkHash is how the training Job learns its watermark hash.
 	EnvWatermarkHash = "FRAGILE_WATERMARK_HASH"

@@ -185,6 +185,25 @@ type TrainingSpec struct {
 	// resources are the training container's compute requests and limits.
 	// +optional
 	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// maxAttempts is how many training Jobs are run, at most, for one watermark: a failed
+	// attempt (crash, eviction, timeout, unreachable model, failed report) is retried after an
+	// exponential backoff until this many attempts have failed, then Watermarked turns False
+	// with reason TrainingFailed. 1 disables retries.
+	// +kubebuilder:default=3
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10
+	// +optional
+	MaxAttempts int32 `json:"maxAttempts,omitempty"`
+
+	// retryDelaySeconds is the wait after the first failed attempt; each further failure doubles
+	// it (30 s, 60 s, 120 s, ...), capped at one hour. The Watermarked condition (reason
+	// TrainingBackoff) and status.training.nextAttemptTime say when the next attempt starts.
+	// +kubebuilder:default=30
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=3600
+	// +optional
+	RetryDelaySeconds int32 `json:"retryDelaySeconds,omitempty"`
 }
 
 // VerificationSpec says how often the model is re-checked.
@@ -288,8 +307,15 @@ type BundleStatus struct {
 
 // TrainingStatus describes a training Job.
 type TrainingStatus struct {
-	// jobName is the training Job's name.
+	// jobName is the training Job's name (of the newest attempt).
 	JobName string `json:"jobName"`
+	// attempt is the number of that Job's attempt, from 1 to spec.training.maxAttempts.
+	// +optional
+	Attempt int32 `json:"attempt,omitempty"`
+	// nextAttemptTime is when the next attempt starts, while a failed attempt waits for its
+	// retry; unset otherwise.
+	// +optional
+	NextAttemptTime *metav1.Time `json:"nextAttemptTime,omitempty"`
 	// progress is the Job's latest progress line while it runs, e.g. "step 40/300, key match 87%".
 	// +optional
 	Progress string `json:"progress,omitempty"`
