@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	fragilev1alpha1 "github.com/fragile-operator/fragile-operator/api/v1alpha1"
+	"github.com/fragile-operator/fragile-operator/pkg/contract"
 	"github.com/fragile-operator/fragile-operator/pkg/metrics"
 )
 
@@ -427,8 +428,8 @@ func (s *envSuite) train(t *testing.T, ns, name string, rep report) {
 			if err := s.admin.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name + "-bundle"}, &secret); err != nil {
 				return false, err.Error()
 			}
-			secret.Annotations[fragilev1alpha1.AnnotationBundleDigest] = "sha256:b0b0"
-			secret.Data = map[string][]byte{bundleDataKey: []byte("sealed")}
+			secret.Annotations[contract.AnnotationBundleDigest] = "sha256:b0b0"
+			secret.Data = map[string][]byte{contract.BundleDataKey: []byte("sealed")}
 			err := s.admin.Update(context.Background(), &secret)
 			return err == nil, fmt.Sprint(err)
 		})

@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	fragilev1alpha1 "github.com/fragile-operator/fragile-operator/api/v1alpha1"
+	"github.com/fragile-operator/fragile-operator/pkg/contract"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile"
 )
 
@@ -113,28 +114,28 @@ const (
 )
 
 func trainedOK(triggers int) report {
-	return jsonReport(fragile.WatermarkReport{
-		Result: fragile.WatermarkSucceeded, Method: string(fragile.DefaultMethod), Triggers: triggers, KeyMatch: 1,
+	return jsonReport(contract.WatermarkReport{
+		Result: contract.WatermarkSucceeded, Method: string(fragile.DefaultMethod), Triggers: triggers, KeyMatch: 1,
 		Steps: 140, ModelDigest: modelDigest, KeyID: "kid-3f2a9c", BundleBytes: 40960, DurationSeconds: 42,
 	}, 0)
 }
 
 func trainedFailed(msg string) report {
-	return jsonReport(fragile.WatermarkReport{Result: fragile.WatermarkFailed, Message: msg}, 2)
+	return jsonReport(contract.WatermarkReport{Result: contract.WatermarkFailed, Message: msg}, 2)
 }
 
 func verifiedIntact(total int) report {
-	return jsonReport(fragile.VerifyReport{Result: fragile.ResultIntact, Total: total, DigestMatches: true,
+	return jsonReport(contract.VerifyReport{Result: contract.ResultIntact, Total: total, DigestMatches: true,
 		ModelDigest: modelDigest, DurationSeconds: 3}, 0)
 }
 
 func verifiedTampered(total, mismatched int) report {
-	return jsonReport(fragile.VerifyReport{Result: fragile.ResultTampered, Total: total, Mismatched: mismatched,
+	return jsonReport(contract.VerifyReport{Result: contract.ResultTampered, Total: total, Mismatched: mismatched,
 		ModelDigest: otherDigest, DurationSeconds: 3}, 1)
 }
 
 func verifyError(msg string) report {
-	return jsonReport(fragile.VerifyReport{Result: fragile.ResultError, Message: msg}, 2)
+	return jsonReport(contract.VerifyReport{Result: contract.ResultError, Message: msg}, 2)
 }
 
 // finishJobObjects returns the Job with a terminal condition set and the Pod the Job controller
@@ -292,8 +293,8 @@ func (h *harness) seal(name string) {
 	if err := h.c.Get(h.ctx, types.NamespacedName{Namespace: testNamespace, Name: name + "-bundle"}, &s); err != nil {
 		h.t.Fatal(err)
 	}
-	s.Annotations[fragilev1alpha1.AnnotationBundleDigest] = "sha256:b0b0"
-	s.Data = map[string][]byte{bundleDataKey: []byte("sealed")}
+	s.Annotations[contract.AnnotationBundleDigest] = "sha256:b0b0"
+	s.Data = map[string][]byte{contract.BundleDataKey: []byte("sealed")}
 	if err := h.c.Update(h.ctx, &s); err != nil {
 		h.t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	fragilev1alpha1 "github.com/fragile-operator/fragile-operator/api/v1alpha1"
+	"github.com/fragile-operator/fragile-operator/pkg/contract"
 )
 
 // jobTemplate holds what the two Job kinds share.
@@ -95,7 +96,7 @@ func keyVolume(mw *fragilev1alpha1.ModelWatermark) (corev1.Volume, corev1.Volume
 	name, key, _ := keyRef(mw)
 	return corev1.Volume{Name: "key", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
 			SecretName:  name,
-			Items:       []corev1.KeyToPath{{Key: key, Path: keyDataKey}},
+			Items:       []corev1.KeyToPath{{Key: key, Path: contract.KeyDataKey}},
 			DefaultMode: ptr.To[int32](0o440),
 		}}},
 		corev1.VolumeMount{Name: "key", MountPath: keyMountDir, ReadOnly: true}
@@ -107,7 +108,7 @@ func trainingJob(mw *fragilev1alpha1.ModelWatermark, image, hash string, loc mod
 	kv, km := keyVolume(mw)
 	args := []string{"watermark",
 		"--model", loc.arg,
-		"--key", keyMountDir + "/" + keyDataKey,
+		"--key", keyMountDir + "/" + contract.KeyDataKey,
 		"--out-secret", bundleSecretName(mw),
 		"--triggers", strconv.Itoa(int(mw.Spec.Triggers)),
 		"--input-range", mw.Spec.Model.InputRange.Min + "," + mw.Spec.Model.InputRange.Max,
@@ -122,12 +123,12 @@ func trainingJob(mw *fragilev1alpha1.ModelWatermark, image, hash string, loc mod
 
 	t := jobTemplate{
 		name: trainingJobName(mw, hash, attempt), component: componentTraining, hash: hash, image: image,
-		annotations: map[string]string{fragilev1alpha1.AnnotationAttempt: strconv.Itoa(int(attempt))},
+		annotations: map[string]string{annotationAttempt: strconv.Itoa(int(attempt))},
 		args:        args,
 		env: []corev1.EnvVar{
 			{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{
 				FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
-			{Name: fragilev1alpha1.EnvWatermarkHash, Value: hash},
+			{Name: contract.EnvWatermarkHash, Value: hash},
 		},
 		volumes:         []corev1.Volume{kv},
 		mounts:          []corev1.VolumeMount{km},
@@ -148,7 +149,7 @@ func verificationJob(mw *fragilev1alpha1.ModelWatermark, image, hash string, loc
 	kv, km := keyVolume(mw)
 	bv := corev1.Volume{Name: "bundle", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
 		SecretName:  bundleSecretName(mw),
-		Items:       []corev1.KeyToPath{{Key: bundleDataKey, Path: bundleDataKey}},
+		Items:       []corev1.KeyToPath{{Key: contract.BundleDataKey, Path: contract.BundleDataKey}},
 		DefaultMode: ptr.To[int32](0o440),
 	}}}
 	bm := corev1.VolumeMount{Name: "bundle", MountPath: bundleMountDir, ReadOnly: true}
@@ -157,8 +158,8 @@ func verificationJob(mw *fragilev1alpha1.ModelWatermark, image, hash string, loc
 		name: verificationJobName(mw, scheduled), component: componentVerification, hash: hash, image: image,
 		args: []string{"verify",
 			"--model", loc.arg,
-			"--bundle", bundleMountDir + "/" + bundleDataKey,
-			"--key", keyMountDir + "/" + keyDataKey,
+			"--bundle", bundleMountDir + "/" + contract.BundleDataKey,
+			"--key", keyMountDir + "/" + contract.KeyDataKey,
 			"--json",
 			"--report", terminationPath,
 		},

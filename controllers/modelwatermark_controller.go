@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	fragilev1alpha1 "github.com/fragile-operator/fragile-operator/api/v1alpha1"
+	"github.com/fragile-operator/fragile-operator/pkg/contract"
 	"github.com/fragile-operator/fragile-operator/pkg/metrics"
 )
 
@@ -357,7 +357,7 @@ func (r *ModelWatermarkReconciler) observeKey(ctx context.Context, mw *fragilev1
 		// Immutable: a key edited in place would make every later verification fail, and the
 		// kubelet need not watch an immutable Secret.
 		Immutable: ptr.To(true),
-		Data:      map[string][]byte{keyDataKey: key},
+		Data:      map[string][]byte{contract.KeyDataKey: key},
 	}
 	return nil
 }
@@ -370,17 +370,17 @@ func (r *ModelWatermarkReconciler) createKey(ctx context.Context, mw *fragilev1a
 	return nil
 }
 
-// newKey returns a fresh key in the key file format: "fragile-key-v1:" and 64 lowercase hex
-// digits of 32 random bytes, then a newline.
+// newKey returns a fresh key of random bytes in the key file format (contract.FormatKey),
+// then a newline, as `fragile keygen` writes it.
 func newKey(src io.Reader) ([]byte, error) {
 	if src == nil {
 		src = rand.Reader
 	}
-	var raw [32]byte
+	var raw [contract.KeySize]byte
 	if _, err := io.ReadFull(src, raw[:]); err != nil {
 		return nil, errors.New("reading random bytes for a key failed")
 	}
-	return []byte("fragile-key-v1:" + hex.EncodeToString(raw[:]) + "\n"), nil
+	return append(contract.FormatKey(raw), '\n'), nil
 }
 
 // startTraining gives the training Job what it needs (a ServiceAccount allowed to write the one
@@ -455,7 +455,7 @@ func (r *ModelWatermarkReconciler) reserveBundleSecret(ctx context.Context, mw *
 		secret := &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{
 				Name: name, Namespace: mw.Namespace, Labels: ownedLabels(mw, componentBundle),
-				Annotations: map[string]string{fragilev1alpha1.AnnotationWatermarkHash: o.hash},
+				Annotations: map[string]string{contract.AnnotationWatermarkHash: o.hash},
 			},
 			Type: corev1.SecretTypeOpaque,
 		}
@@ -466,16 +466,16 @@ func (r *ModelWatermarkReconciler) reserveBundleSecret(ctx context.Context, mw *
 		if !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("creating bundle Secret %s: %w", name, err)
 		}
-	} else if a := o.bundle.Annotations; a[fragilev1alpha1.AnnotationWatermarkHash] == o.hash &&
-		a[fragilev1alpha1.AnnotationBundleDigest] == "" && a[fragilev1alpha1.AnnotationTrainingProgress] == "" {
+	} else if a := o.bundle.Annotations; a[contract.AnnotationWatermarkHash] == o.hash &&
+		a[contract.AnnotationBundleDigest] == "" && a[contract.AnnotationTrainingProgress] == "" {
 		return nil
 	}
 	// A merge patch clears the old bundle without the manager ever reading it.
 	patch, err := json.Marshal(map[string]any{
 		"metadata": map[string]any{"annotations": map[string]any{
-			fragilev1alpha1.AnnotationWatermarkHash:    o.hash,
-			fragilev1alpha1.AnnotationBundleDigest:     nil,
-			fragilev1alpha1.AnnotationTrainingProgress: nil,
+			contract.AnnotationWatermarkHash:    o.hash,
+			contract.AnnotationBundleDigest:     nil,
+			contract.AnnotationTrainingProgress: nil,
 		}},
 		"data": nil,
 	})

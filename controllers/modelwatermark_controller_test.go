@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fragilev1alpha1 "github.com/fragile-operator/fragile-operator/api/v1alpha1"
+	"github.com/fragile-operator/fragile-operator/pkg/contract"
 	"github.com/fragile-operator/fragile-operator/pkg/metrics"
 )
 
@@ -53,7 +54,7 @@ func TestReconcileBranches(t *testing.T) {
 				if err := h.c.Get(h.ctx, key, &s); err != nil {
 					h.t.Fatal(err)
 				}
-				s.Annotations[fragilev1alpha1.AnnotationTrainingProgress] = "step 40/300, key match 87%"
+				s.Annotations[contract.AnnotationTrainingProgress] = "step 40/300, key match 87%"
 				if err := h.c.Update(h.ctx, &s); err != nil {
 					h.t.Fatal(err)
 				}
@@ -398,8 +399,8 @@ func TestReconcileBranches(t *testing.T) {
 				if err := h.c.Get(h.ctx, types.NamespacedName{Namespace: testNamespace, Name: name + "-bundle"}, &s); err != nil {
 					t.Fatal(err)
 				}
-				if len(s.Data) != 0 || s.Annotations[fragilev1alpha1.AnnotationBundleDigest] != "" ||
-					s.Annotations[fragilev1alpha1.AnnotationWatermarkHash] != watermarkHash(mw) {
+				if len(s.Data) != 0 || s.Annotations[contract.AnnotationBundleDigest] != "" ||
+					s.Annotations[contract.AnnotationWatermarkHash] != watermarkHash(mw) {
 					t.Errorf("bundle Secret not reset for the new watermark: %v %v", s.Annotations, s.Data)
 				}
 				if st := h.mw(name).Status; st.Bundle != nil || st.LastVerification != nil {
@@ -536,7 +537,7 @@ func TestTrainingJobShape(t *testing.T) {
 	for _, e := range pod.Containers[0].Env {
 		env = append(env, e.Name)
 	}
-	if d := cmp.Diff([]string{"POD_NAMESPACE", fragilev1alpha1.EnvWatermarkHash}, env); d != "" {
+	if d := cmp.Diff([]string{"POD_NAMESPACE", contract.EnvWatermarkHash}, env); d != "" {
 		t.Errorf("env (-want +got):\n%s", d)
 	}
 

@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	fragilev1alpha1 "github.com/fragile-operator/fragile-operator/api/v1alpha1"
+	"github.com/fragile-operator/fragile-operator/pkg/contract"
 )
 
 // Names of the objects a ModelWatermark owns. Every name is derived from the resource's name
@@ -51,6 +52,8 @@ const (
 	componentKey          = "key"
 	componentBundle       = "bundle"
 
+	// annotationAttempt on a training Job is its attempt number, from 1.
+	annotationAttempt = "fragile.dev/attempt"
 	// annotationScheduledTime on a verification Job is the schedule slot it fills (RFC 3339).
 	annotationScheduledTime = "fragile.dev/scheduled-time"
 	// annotationTerminationMessage and annotationExitCode copy a finished Job's report from
@@ -64,9 +67,6 @@ const (
 
 	// containerName is the single container of both Job kinds.
 	containerName = "fragile"
-	// bundleDataKey is the data key of the bundle Secret; keyDataKey of the generated key Secret.
-	bundleDataKey = "bundle"
-	keyDataKey    = "key"
 
 	// Paths inside the Jobs' container.
 	keyMountDir     = "/var/run/fragile/key"
@@ -90,11 +90,11 @@ func keyRef(mw *fragilev1alpha1.ModelWatermark) (name, key string, generated boo
 	if ref := mw.Spec.KeySecretRef; ref != nil {
 		key = ref.Key
 		if key == "" {
-			key = keyDataKey
+			key = contract.KeyDataKey
 		}
 		return ref.Name, key, false
 	}
-	return keySecretName(mw), keyDataKey, true
+	return keySecretName(mw), contract.KeyDataKey, true
 }
 
 // watermarkHash identifies a watermark: it covers exactly the spec fields whose change makes

@@ -13,6 +13,7 @@ import (
 
 	fragilev1alpha1 "github.com/fragile-operator/fragile-operator/api/v1alpha1"
 	"github.com/fragile-operator/fragile-operator/internal/onnxtest"
+	"github.com/fragile-operator/fragile-operator/pkg/contract"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/attack"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/onnx"
@@ -55,8 +56,8 @@ func TestEnvtestWithRealFragile(t *testing.T) {
 	}
 	var bundleSecret corev1.Secret
 	s.get(t, ns, "mlp-bundle", &bundleSecret)
-	bundleSecret.Data = map[string][]byte{bundleDataKey: sealed}
-	bundleSecret.Annotations[fragilev1alpha1.AnnotationBundleDigest] = "sha256:sealed"
+	bundleSecret.Data = map[string][]byte{contract.BundleDataKey: sealed}
+	bundleSecret.Annotations[contract.AnnotationBundleDigest] = "sha256:sealed"
 	if err := s.admin.Update(ctx, &bundleSecret); err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +75,7 @@ func TestEnvtestWithRealFragile(t *testing.T) {
 		job := s.waitJob(t, ns, "mlp", componentVerification, running)
 		var secret corev1.Secret
 		s.get(t, ns, "mlp-bundle", &secret)
-		b, err := fragile.Open(secret.Data[bundleDataKey], key)
+		b, err := fragile.Open(secret.Data[contract.BundleDataKey], key)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -15,7 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fragilev1alpha1 "github.com/fragile-operator/fragile-operator/api/v1alpha1"
-	"github.com/fragile-operator/fragile-operator/pkg/fragile"
+	"github.com/fragile-operator/fragile-operator/pkg/contract"
 )
 
 // termination is what a finished Job's container left behind: its termination message and
@@ -136,7 +136,7 @@ func interpretVerification(run jobRun) verdict {
 		}
 		return v
 	}
-	var rep fragile.VerifyReport
+	var rep contract.VerifyReport
 	if err := json.Unmarshal([]byte(run.term.message), &rep); err != nil {
 		v.message = "the verification Job's termination message is not a JSON report"
 		return v
@@ -145,25 +145,25 @@ func interpretVerification(run jobRun) verdict {
 	v.modelDigest, v.digestMatches = rep.ModelDigest, rep.DigestMatches
 	code := int32(rep.Result.ExitCode())
 	switch rep.Result {
-	case fragile.ResultIntact, fragile.ResultTampered:
+	case contract.ResultIntact, contract.ResultTampered:
 		if run.term.exitCode != code {
 			v.message = fmt.Sprintf("the report says %q but the container exited with status %d, not %d",
 				rep.Result, run.term.exitCode, code)
 			return v
 		}
 		if rep.Total <= 0 || rep.Mismatched < 0 || rep.Mismatched > rep.Total ||
-			(rep.Result == fragile.ResultIntact) != (rep.Mismatched == 0) {
+			(rep.Result == contract.ResultIntact) != (rep.Mismatched == 0) {
 			v.message = fmt.Sprintf("the report is inconsistent: result %q with %d of %d triggers mismatched",
 				rep.Result, rep.Mismatched, rep.Total)
 			return v
 		}
-		if rep.Result == fragile.ResultIntact {
+		if rep.Result == contract.ResultIntact {
 			v.result = fragilev1alpha1.VerificationIntact
 		} else {
 			v.result = fragilev1alpha1.VerificationTampered
 		}
 		return v
-	case fragile.ResultError:
+	case contract.ResultError:
 		v.message = "verification could not run"
 		if rep.Message != "" {
 			v.message += ": " + rep.Message
@@ -178,7 +178,7 @@ func interpretVerification(run jobRun) verdict {
 type training struct {
 	run        jobRun
 	ok         bool
-	report     fragile.WatermarkReport
+	report     contract.WatermarkReport
 	problem    string // why ok is false, for the TrainingFailed message
 	keyMatchPc int32
 }
@@ -198,12 +198,12 @@ func interpretTraining(run jobRun, wantTriggers int32) training {
 	}
 	t.keyMatchPc = int32(t.report.KeyMatch*100 + 0.5)
 	switch {
-	case t.report.Result == fragile.WatermarkFailed:
+	case t.report.Result == contract.WatermarkFailed:
 		t.problem = "training failed"
 		if t.report.Message != "" {
 			t.problem += ": " + t.report.Message
 		}
-	case t.report.Result != fragile.WatermarkSucceeded:
+	case t.report.Result != contract.WatermarkSucceeded:
 		t.problem = fmt.Sprintf("the training report has an unknown result %q", t.report.Result)
 	case run.term.exitCode != 0 || run.failed:
 		t.problem = fmt.Sprintf("the training report says %q but the container exited with status %d",

@@ -12,6 +12,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	fragilev1alpha1 "github.com/fragile-operator/fragile-operator/api/v1alpha1"
+	"github.com/fragile-operator/fragile-operator/pkg/contract"
 )
 
 // observation is everything one reconcile learned about a ModelWatermark's world. Status is a
@@ -61,7 +62,7 @@ type observation struct {
 
 // bundleSealed reports whether the bundle Secret holds a sealed bundle (of any watermark).
 func (o *observation) bundleSealed() bool {
-	return o.bundle != nil && o.bundle.Annotations[fragilev1alpha1.AnnotationBundleDigest] != ""
+	return o.bundle != nil && o.bundle.Annotations[contract.AnnotationBundleDigest] != ""
 }
 
 // newestConclusive is the newest verification that reached a verdict.
@@ -167,7 +168,7 @@ var watermarkedChain = []policy{
 				"unapproved bytes is not used", o.training.job.Name, orNone(o.result.report.ModelDigest), pin), true
 	},
 	func(o *observation) (metav1.ConditionStatus, string, string, bool) {
-		if o.bundle != nil && o.bundle.Annotations[fragilev1alpha1.AnnotationWatermarkHash] == o.hash && o.bundleSealed() {
+		if o.bundle != nil && o.bundle.Annotations[contract.AnnotationWatermarkHash] == o.hash && o.bundleSealed() {
 			return "", "", "", false
 		}
 		return condFalse, fragilev1alpha1.ReasonBundleMissing, fmt.Sprintf(
@@ -296,10 +297,10 @@ func readyChain(watermarked, intact metav1.Condition) []policy {
 
 // progress is the training Job's latest progress line, read from the bundle Secret.
 func (o *observation) progress() string {
-	if o.bundle == nil || o.bundle.Annotations[fragilev1alpha1.AnnotationWatermarkHash] != o.hash {
+	if o.bundle == nil || o.bundle.Annotations[contract.AnnotationWatermarkHash] != o.hash {
 		return ""
 	}
-	return clip(o.bundle.Annotations[fragilev1alpha1.AnnotationTrainingProgress])
+	return clip(o.bundle.Annotations[contract.AnnotationTrainingProgress])
 }
 
 func orNone(digest string) string {
@@ -352,8 +353,8 @@ func buildStatus(o *observation, previous []metav1.Condition) fragilev1alpha1.Mo
 	if o.watermarked.Status == condTrue {
 		st.Bundle = &fragilev1alpha1.BundleStatus{
 			SecretName: bundleSecretName(mw),
-			Key:        bundleDataKey,
-			Digest:     o.bundle.Annotations[fragilev1alpha1.AnnotationBundleDigest],
+			Key:        contract.BundleDataKey,
+			Digest:     o.bundle.Annotations[contract.AnnotationBundleDigest],
 			KeyID:      o.result.report.KeyID,
 			SizeBytes:  int64(o.result.report.BundleBytes),
 		}

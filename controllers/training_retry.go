@@ -21,7 +21,7 @@ const maxRetryDelay = time.Hour
 
 // attemptOf is a training Job's attempt number, 1 for Jobs that predate retries.
 func attemptOf(job *batchv1.Job) int32 {
-	n, err := strconv.ParseInt(job.Annotations[fragilev1alpha1.AnnotationAttempt], 10, 32)
+	n, err := strconv.ParseInt(job.Annotations[annotationAttempt], 10, 32)
 	if err != nil || n < 1 {
 		return 1
 	}

@@ -42,7 +42,7 @@ func TestTrainingRetriesWithBackoff(t *testing.T) {
 		if job == nil || job.Name != trainingJobName(mw, hash, attempt) {
 			t.Fatalf("attempt %d: running training Job %v, want %s", attempt, job, trainingJobName(mw, hash, attempt))
 		}
-		if got := job.Annotations[fragilev1alpha1.AnnotationAttempt]; got != itoa(int64(attempt)) {
+		if got := job.Annotations[annotationAttempt]; got != itoa(int64(attempt)) {
 			t.Errorf("attempt annotation %q, want %d", got, attempt)
 		}
 		h.finish(job, trainedFailed("model URL http://models/m.onnx answered 503 Service Unavailable"))

@@ -78,28 +78,11 @@ const (
 	ReasonSuspended = "Suspended"
 )
 
-// Annotations and labels the operator and its Jobs share. They are API because the `fragile`
-// binary running inside the training Job writes some of them.
+// Labels on the objects the operator owns, for people and tools selecting them. What the
+// operator and its Jobs exchange (Secret data keys, annotations, reports) is in pkg/contract.
 const (
-	// AnnotationTrainingProgress is set by the training Job on the bundle Secret while it runs,
-	// throttled, e.g. "step 40/300, key match 87%".
-	AnnotationTrainingProgress = "fragile.dev/training-progress"
-	// AnnotationWatermarkHash on the bundle Secret names the watermark (a hash of the spec
-	// fields that define it) the Secret is reserved for. The controller sets it before starting a
-	// training Job; the Job refuses to write a bundle into a Secret reserved for another hash, so
-	// a superseded Job still shutting down cannot overwrite a newer bundle.
-	AnnotationWatermarkHash = "fragile.dev/watermark-hash"
-	// AnnotationBundleDigest is set by the training Job with the bundle bytes: "sha256:<hex>" of
-	// the sealed bundle. Its presence marks the bundle as written.
-	AnnotationBundleDigest = "fragile.dev/bundle-digest"
-
 	// LabelModelWatermark on every owned object names the ModelWatermark it belongs to.
 	LabelModelWatermark = "fragile.dev/modelwatermark"
 	// LabelWatermarkHash on Jobs names the watermark they train or verify.
 	LabelWatermarkHash = "fragile.dev/watermark-hash"
-	// AnnotationAttempt on a training Job is its attempt number, from 1.
-	AnnotationAttempt = "fragile.dev/attempt"
-
-	// EnvWatermarkHash is how the training Job learns its watermark hash.
-	EnvWatermarkHash = "FRAGILE_WATERMARK_HASH"
 )

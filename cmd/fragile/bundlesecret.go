@@ -21,19 +21,17 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/util/retry"
 
-	fragilev1alpha1 "github.com/fragile-operator/fragile-operator/api/v1alpha1"
+	"github.com/fragile-operator/fragile-operator/pkg/contract"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile"
 )
 
 // This file is the training Job's side of `fragile watermark --out-secret NAME`: the sealed
-// bundle goes into data key "bundle" of Secret NAME in the Pod's namespace, and progress into
+// bundle goes into data key contract.BundleDataKey of Secret NAME in the Pod's namespace, and progress into
 // that Secret's fragile.dev/training-progress annotation. The operator pre-creates the Secret
 // and binds the Job's ServiceAccount to a Role allowing get, patch and update of that one
 // Secret, which is all this code uses.
 
 const (
-	// bundleSecretKey is the data key that holds the sealed bundle.
-	bundleSecretKey = "bundle"
 	// maxBundleSecretBytes keeps the bundle, plus the Secret's metadata, under the API server's
 	// 1 MiB object limit, so that an oversized bundle fails with a clear message instead of an
 	// opaque "request entity too large".
@@ -52,7 +50,7 @@ func writeBundleSecret(ctx context.Context, name string, bundle []byte) error {
 	if err != nil {
 		return err
 	}
-	return storeBundle(ctx, secrets, name, os.Getenv(fragilev1alpha1.EnvWatermarkHash), bundle)
+	return storeBundle(ctx, secrets, name, os.Getenv(contract.EnvWatermarkHash), bundle)
 }
 
 // storeBundle writes bundle into Secret name with optimistic concurrency. When hash is set (the
@@ -73,15 +71,15 @@ func storeBundle(ctx context.Context, secrets corev1client.SecretInterface, name
 		if err != nil {
 			return fmt.Errorf("reading Secret %s: %w", name, err)
 		}
-		if reserved := s.Annotations[fragilev1alpha1.AnnotationWatermarkHash]; hash != "" && reserved != hash {
+		if reserved := s.Annotations[contract.AnnotationWatermarkHash]; hash != "" && reserved != hash {
 			return fmt.Errorf("Secret %s is reserved for watermark %q, but this Job trains %q: a newer training "+
 				"run superseded this one, so its bundle is discarded", name, reserved, hash)
 		}
 		if s.Annotations == nil {
 			s.Annotations = map[string]string{}
 		}
-		s.Annotations[fragilev1alpha1.AnnotationBundleDigest] = digest
-		s.Data = map[string][]byte{bundleSecretKey: bundle}
+		s.Annotations[contract.AnnotationBundleDigest] = digest
+		s.Data = map[string][]byte{contract.BundleDataKey: bundle}
 		if _, err := secrets.Update(ctx, s, metav1.UpdateOptions{}); err != nil {
 			if apierrors.IsConflict(err) {
 				return err
@@ -119,7 +117,7 @@ func progressReporter(ctx context.Context, secrets corev1client.SecretInterface,
 		}
 		last = now()
 		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{
-			fragilev1alpha1.AnnotationTrainingProgress: progressLine(p),
+			contract.AnnotationTrainingProgress: progressLine(p),
 		}}})
 		wctx, cancel := context.WithTimeout(ctx, progressTimeout)
 		defer cancel()

@@ -10,14 +10,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
-	fragilev1alpha1 "github.com/fragile-operator/fragile-operator/api/v1alpha1"
+	"github.com/fragile-operator/fragile-operator/pkg/contract"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile"
 )
 
 func reservedSecret(hash string) *corev1.Secret {
 	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{
 		Name: "mnist-bundle", Namespace: "models",
-		Annotations: map[string]string{fragilev1alpha1.AnnotationWatermarkHash: hash},
+		Annotations: map[string]string{contract.AnnotationWatermarkHash: hash},
 	}}
 }
 
@@ -36,7 +36,7 @@ func TestStoreBundle(t *testing.T) {
 	if string(s.Data["bundle"]) != "sealed bundle" {
 		t.Errorf("data %q", s.Data)
 	}
-	if d := s.Annotations[fragilev1alpha1.AnnotationBundleDigest]; !strings.HasPrefix(d, "sha256:") || len(d) != 71 {
+	if d := s.Annotations[contract.AnnotationBundleDigest]; !strings.HasPrefix(d, "sha256:") || len(d) != 71 {
 		t.Errorf("digest annotation %q", d)
 	}
 }
@@ -82,7 +82,7 @@ func TestProgressReporterThrottles(t *testing.T) {
 		t.Errorf("%d patches, want 2", n)
 	}
 	s, _ := cs.CoreV1().Secrets("models").Get(ctx, "mnist-bundle", metav1.GetOptions{})
-	if got := s.Annotations[fragilev1alpha1.AnnotationTrainingProgress]; got != "step 40/300, key match 87%" {
+	if got := s.Annotations[contract.AnnotationTrainingProgress]; got != "step 40/300, key match 87%" {
 		t.Errorf("progress %q", got)
 	}
 	report(fragile.Progress{Step: 41, MaxSteps: 300, KeyMatch: 1}) // the last step is never dropped

@@ -51,6 +51,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	fragilev1alpha1 "github.com/fragile-operator/fragile-operator/api/v1alpha1"
+	"github.com/fragile-operator/fragile-operator/pkg/contract"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile"
 )
 
@@ -328,7 +329,7 @@ func (b *bench) finish(ctx context.Context, job *batchv1.Job, message string, se
 	mwName := job.Labels[fragilev1alpha1.LabelModelWatermark]
 	if seal {
 		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:"sha256:b0b0"}},"data":{"bundle":"c2VhbGVk"}}`,
-			fragilev1alpha1.AnnotationBundleDigest)
+			contract.AnnotationBundleDigest)
 		bundle := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: mwName + "-bundle", Namespace: namespace}}
 		if err := b.c.Patch(ctx, bundle, client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
 			return err

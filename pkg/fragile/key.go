@@ -4,19 +4,15 @@ import (
 	"crypto/hkdf"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"strings"
+
+	"github.com/fragile-operator/fragile-operator/pkg/contract"
 )
 
 // KeySize is the number of secret bytes in a Key.
-const KeySize = 32
-
-// keyTextPrefix marks the text encoding of a key, so a key file is recognisable and
-// its format can evolve.
-const keyTextPrefix = "fragile-key-v1:"
+const KeySize = contract.KeySize
 
 // Key is the watermark secret. Everything secret derives from it deterministically.
 type Key [KeySize]byte
@@ -30,25 +26,20 @@ func NewKey(r io.Reader) (Key, error) {
 	return k, nil
 }
 
-// MarshalText encodes the key as one line of text: fragile-key-v1:<64 hex digits>.
-func (k Key) MarshalText() ([]byte, error) {
-	return []byte(keyTextPrefix + hex.EncodeToString(k[:])), nil
-}
+// MarshalText encodes the key as one line of text in pkg/contract's key format:
+// fragile-key-v1:<64 hex digits>.
+func (k Key) MarshalText() ([]byte, error) { return contract.FormatKey(k), nil }
 
 // ErrBadKey is wrapped by every key-parsing error.
-var ErrBadKey = errors.New("invalid key")
+var ErrBadKey = contract.ErrBadKey
 
 // UnmarshalText parses the text encoding; surrounding whitespace is ignored.
 func (k *Key) UnmarshalText(text []byte) error {
-	s := strings.TrimSpace(string(text))
-	if !strings.HasPrefix(s, keyTextPrefix) {
-		return fmt.Errorf("%w: a key file starts with %q", ErrBadKey, keyTextPrefix)
+	raw, err := contract.ParseKey(text)
+	if err != nil {
+		return err
 	}
-	raw, err := hex.DecodeString(strings.TrimPrefix(s, keyTextPrefix))
-	if err != nil || len(raw) != KeySize {
-		return fmt.Errorf("%w: expected %d hex-encoded bytes after %q", ErrBadKey, KeySize, keyTextPrefix)
-	}
-	copy(k[:], raw)
+	*k = raw
 	return nil
 }
 
