@@ -82,7 +82,7 @@ func TestEnvtestLifecycle(t *testing.T) {
 	s.waitCond(t, ns, "mnist", fragilev1alpha1.ConditionWatermarked, "True", fragilev1alpha1.ReasonWatermarked)
 	verify := s.waitJob(t, ns, "mnist", componentVerification, running)
 	wantCmd := []string{"fragile", "verify", "--model", "/mnt/models/mnist-7/model.onnx",
-		"--bundle", "/var/run/fragile/bundle/bundle", "--key", "/var/run/fragile/key/key",
+		"--bundle", "/var/run/fragile/bundle/bundle", "--bundle-digest", "sha256:b0b0", "--key", "/var/run/fragile/key/key",
 		"--json", "--report", "/dev/termination-log"}
 	if d := cmp.Diff(wantCmd, verify.Spec.Template.Spec.Containers[0].Command); d != "" {
 		t.Errorf("verification command (-want +got):\n%s", d)
@@ -167,8 +167,19 @@ func TestEnvtestInvalidSpecRejected(t *testing.T) {
 		name string
 		want string
 	}{
-		"unsupported scheme": {opt: func(mw *fragilev1alpha1.ModelWatermark) { mw.Spec.Model.URI = "s3://bucket/m.onnx" },
-			want: "spec.model.uri: Invalid value: uri must be pvc://CLAIM/PATH, http(s)://HOST/PATH, or an absolute path inside spec.model.volume"},
+		"unsupported scheme": {opt: func(mw *fragilev1alpha1.ModelWatermark) { mw.Spec.Model.URI = "gs://bucket/m.onnx" },
+			want: "spec.model.uri: Invalid value: uri must be pvc://CLAIM/PATH, s3://BUCKET/KEY, http(s)://HOST/PATH, or an absolute path inside spec.model.volume"},
+		"s3 model without credentials": {opt: func(mw *fragilev1alpha1.ModelWatermark) { mw.Spec.Model.URI = "s3://bucket/m.onnx" },
+			want: "spec.model.s3 (the Secret with the endpoint and credentials) is required for an s3:// uri"},
+		"s3 bundle without credentials": {opt: func(mw *fragilev1alpha1.ModelWatermark) {
+			mw.Spec.Bundle = &fragilev1alpha1.BundleStorage{URI: "s3://bundles/b"}
+		}, want: "spec.bundle.s3 (the Secret with the endpoint and credentials) is required"},
+		"bundle in a Secret by uri": {opt: func(mw *fragilev1alpha1.ModelWatermark) {
+			mw.Spec.Bundle = &fragilev1alpha1.BundleStorage{URI: "secret://x/bundle"}
+		}, want: "spec.bundle.uri must be pvc://CLAIM/PATH or s3://BUCKET/KEY"},
+		"pvc bundle without path": {opt: func(mw *fragilev1alpha1.ModelWatermark) {
+			mw.Spec.Bundle = &fragilev1alpha1.BundleStorage{URI: "pvc://claim"}
+		}, want: "a pvc:// bundle uri must name a claim and a file inside it"},
 		"pvc without path": {opt: func(mw *fragilev1alpha1.ModelWatermark) { mw.Spec.Model.URI = "pvc://models" },
 			want: "a pvc:// uri must name a claim and a file inside it: pvc://CLAIM/PATH"},
 		"dot-dot": {opt: func(mw *fragilev1alpha1.ModelWatermark) { mw.Spec.Model.URI = "pvc://models/../etc/passwd" },

@@ -106,13 +106,14 @@ func keyVolume(mw *fragilev1alpha1.ModelWatermark) (corev1.Volume, corev1.Volume
 // ServiceAccount may get/patch/update the one bundle Secret and nothing else.
 func trainingJob(mw *fragilev1alpha1.ModelWatermark, image, hash string, loc modelLocation, attempt int32) *batchv1.Job {
 	kv, km := keyVolume(mw)
-	args := []string{"watermark",
-		"--model", loc.arg,
-		"--key", keyMountDir + "/" + contract.KeyDataKey,
-		"--out-secret", bundleSecretName(mw),
+	bundleArgs, bundleVolumes, bundleMounts := locateBundle(mw).training(mw)
+	args := append(append([]string{"watermark"}, loc.args()...),
+		"--key", keyMountDir+"/"+contract.KeyDataKey)
+	args = append(args, bundleArgs...)
+	args = append(args,
 		"--triggers", strconv.Itoa(int(mw.Spec.Triggers)),
-		"--input-range", mw.Spec.Model.InputRange.Min + "," + mw.Spec.Model.InputRange.Max,
-	}
+		"--input-range", mw.Spec.Model.InputRange.Min+","+mw.Spec.Model.InputRange.Max,
+	)
 	if l := mw.Spec.Training.Lambda; l != "" {
 		args = append(args, "--lambda", l)
 	}
@@ -130,49 +131,41 @@ func trainingJob(mw *fragilev1alpha1.ModelWatermark, image, hash string, loc mod
 				FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
 			{Name: contract.EnvWatermarkHash, Value: hash},
 		},
-		volumes:         []corev1.Volume{kv},
-		mounts:          []corev1.VolumeMount{km},
+		volumes:         append([]corev1.Volume{kv}, bundleVolumes...),
+		mounts:          append([]corev1.VolumeMount{km}, bundleMounts...),
 		resources:       mw.Spec.Training.Resources,
 		deadlineSeconds: mw.Spec.Training.TimeoutSeconds,
 		serviceAccount:  trainerName(mw),
 	}
-	if loc.volume != nil {
-		t.volumes = append(t.volumes, *loc.volume)
-		t.mounts = append(t.mounts, *loc.mount)
-	}
+	t.volumes, t.mounts = loc.addVolumes(t.volumes, t.mounts)
 	return newJob(mw, t)
 }
 
 // verificationJob runs `fragile verify` with the bundle and key mounted read-only and no API
 // token: it reads the model, answers through its termination message, and can touch nothing.
-func verificationJob(mw *fragilev1alpha1.ModelWatermark, image, hash string, loc modelLocation, scheduled time.Time) *batchv1.Job {
+// digest is the sealed bundle's recorded digest, which the Job checks before trusting the bundle.
+func verificationJob(mw *fragilev1alpha1.ModelWatermark, image, hash string, loc modelLocation, scheduled time.Time, digest string) *batchv1.Job {
 	kv, km := keyVolume(mw)
-	bv := corev1.Volume{Name: "bundle", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
-		SecretName:  bundleSecretName(mw),
-		Items:       []corev1.KeyToPath{{Key: contract.BundleDataKey, Path: contract.BundleDataKey}},
-		DefaultMode: ptr.To[int32](0o440),
-	}}}
-	bm := corev1.VolumeMount{Name: "bundle", MountPath: bundleMountDir, ReadOnly: true}
-
+	bundleArgs, bundleVolumes, bundleMounts := locateBundle(mw).verification(mw)
+	args := append(append([]string{"verify"}, loc.args()...), bundleArgs...)
+	if digest != "" {
+		args = append(args, "--bundle-digest", digest)
+	}
+	args = append(args,
+		"--key", keyMountDir+"/"+contract.KeyDataKey,
+		"--json",
+		"--report", terminationPath,
+	)
 	t := jobTemplate{
 		name: verificationJobName(mw, scheduled), component: componentVerification, hash: hash, image: image,
-		args: []string{"verify",
-			"--model", loc.arg,
-			"--bundle", bundleMountDir + "/" + contract.BundleDataKey,
-			"--key", keyMountDir + "/" + contract.KeyDataKey,
-			"--json",
-			"--report", terminationPath,
-		},
-		volumes:         []corev1.Volume{kv, bv},
-		mounts:          []corev1.VolumeMount{km, bm},
+		args:            args,
+		volumes:         append([]corev1.Volume{kv}, bundleVolumes...),
+		mounts:          append([]corev1.VolumeMount{km}, bundleMounts...),
 		resources:       mw.Spec.Verification.Resources,
 		deadlineSeconds: mw.Spec.Verification.TimeoutSeconds,
 		annotations:     map[string]string{annotationScheduledTime: scheduled.UTC().Format(time.RFC3339)},
 	}
-	if loc.volume != nil {
-		t.volumes = append(t.volumes, *loc.volume)
-		t.mounts = append(t.mounts, *loc.mount)
-	}
+	t.volumes, t.mounts = loc.addVolumes(t.volumes, t.mounts)
 	return newJob(mw, t)
 }
 

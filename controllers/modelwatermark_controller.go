@@ -234,7 +234,7 @@ func (r *ModelWatermarkReconciler) reconcile(ctx context.Context, req ctrl.Reque
 			// Catch up on missed slots with one Job, in the newest slot that has passed.
 			missed := o.now.Sub(next) / period
 			scheduled := next.Add(missed * period).Truncate(time.Second)
-			job := verificationJob(&mw, r.JobImage, o.hash, loc, scheduled)
+			job := verificationJob(&mw, r.JobImage, o.hash, loc, scheduled, o.sealedDigest())
 			if err := r.createOwned(ctx, &mw, job); err != nil && !apierrors.IsAlreadyExists(err) {
 				return ctrl.Result{}, fmt.Errorf("creating verification Job %s: %w", job.Name, err)
 			}
@@ -573,7 +573,9 @@ func eventFor(c metav1.Condition) (eventType, action string, ok bool) {
 		switch c.Reason {
 		case fragilev1alpha1.ReasonIntact:
 			return corev1.EventTypeNormal, "Verify", true
-		case fragilev1alpha1.ReasonTamperDetected, fragilev1alpha1.ReasonVerificationFailed:
+		case fragilev1alpha1.ReasonTamperDetected, fragilev1alpha1.ReasonVerificationFailed,
+			fragilev1alpha1.ReasonStorageUnreachable, fragilev1alpha1.ReasonStorageAccessDenied,
+			fragilev1alpha1.ReasonBundleNotFound, fragilev1alpha1.ReasonBundleDigestMismatch:
 			return corev1.EventTypeWarning, "Verify", true
 		}
 	case fragilev1alpha1.ConditionReady:

@@ -584,7 +584,7 @@ func TestVerificationJobShape(t *testing.T) {
 	pod := job.Spec.Template.Spec
 
 	wantCmd := []string{"fragile", "verify", "--model", "/models/mnist-7.onnx",
-		"--bundle", "/var/run/fragile/bundle/bundle", "--key", "/var/run/fragile/key/key",
+		"--bundle", "/var/run/fragile/bundle/bundle", "--bundle-digest", "sha256:b0b0", "--key", "/var/run/fragile/key/key",
 		"--json", "--report", "/dev/termination-log"}
 	if d := cmp.Diff(wantCmd, pod.Containers[0].Command); d != "" {
 		t.Errorf("command (-want +got):\n%s", d)

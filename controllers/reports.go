@@ -120,6 +120,8 @@ type verdict struct {
 	modelDigest   string
 	digestMatches bool
 	message       string
+	// cause is the report's classification of a failed run (contract.Cause*), if any.
+	cause string
 }
 
 func (v verdict) conclusive() bool { return v.result != fragilev1alpha1.VerificationFailed }
@@ -164,7 +166,7 @@ func interpretVerification(run jobRun) verdict {
 		}
 		return v
 	case contract.ResultError:
-		v.message = "verification could not run"
+		v.message, v.cause = "verification could not run", rep.Cause
 		if rep.Message != "" {
 			v.message += ": " + rep.Message
 		}

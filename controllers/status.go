@@ -177,8 +177,8 @@ var watermarkedChain = []policy{
 	},
 	func(o *observation) (metav1.ConditionStatus, string, string, bool) {
 		r := o.result.report
-		msg := fmt.Sprintf("%d triggers sealed into Secret %s by training Job %s after %d steps",
-			r.Triggers, bundleSecretName(o.mw), o.training.job.Name, r.Steps)
+		msg := fmt.Sprintf("%d triggers sealed into %s by training Job %s after %d steps",
+			r.Triggers, bundlePlace(o.mw), o.training.job.Name, r.Steps)
 		if r.KeyID != "" {
 			msg += fmt.Sprintf(" (key %s)", r.KeyID)
 		}
@@ -237,9 +237,10 @@ var intactChain = []policy{
 		if v.conclusive() {
 			return "", "", "", false
 		}
-		return condUnknown, fragilev1alpha1.ReasonVerificationFailed, clip(fmt.Sprintf(
-			"verification Job %s reached no verdict: %s. This says nothing about tampering; the next "+
-				"verification will try again", v.run.job.Name, v.message)), true
+		reason, hint := failureReason(o.mw, v.cause)
+		return condUnknown, reason, clip(fmt.Sprintf(
+			"verification Job %s reached no verdict: %s. This says nothing about tampering; %sthe next "+
+				"verification will try again", v.run.job.Name, v.message, hint)), true
 	},
 	func(o *observation) (metav1.ConditionStatus, string, string, bool) {
 		v := o.verdicts[0]
@@ -352,11 +353,14 @@ func buildStatus(o *observation, previous []metav1.Condition) fragilev1alpha1.Mo
 	}
 	if o.watermarked.Status == condTrue {
 		st.Bundle = &fragilev1alpha1.BundleStatus{
-			SecretName: bundleSecretName(mw),
-			Key:        contract.BundleDataKey,
-			Digest:     o.bundle.Annotations[contract.AnnotationBundleDigest],
-			KeyID:      o.result.report.KeyID,
-			SizeBytes:  int64(o.result.report.BundleBytes),
+			Digest:    o.sealedDigest(),
+			KeyID:     o.result.report.KeyID,
+			SizeBytes: int64(o.result.report.BundleBytes),
+		}
+		if b := locateBundle(mw); b.kind == bundleInSecret {
+			st.Bundle.SecretName, st.Bundle.Key = bundleSecretName(mw), contract.BundleDataKey
+		} else {
+			st.Bundle.URI = b.uri
 		}
 	}
 	if len(o.verdicts) > 0 {

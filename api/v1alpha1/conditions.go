@@ -60,6 +60,18 @@ const (
 	// ReasonTamperDetected: at least one trigger changed its label: the model's weights are not
 	// the ones that were watermarked (Intact=False; the only reason Intact is ever False with).
 	ReasonTamperDetected = "TamperDetected"
+	// ReasonStorageUnreachable: the newest verification could not reach the bundle's or the
+	// model's storage (S3 endpoint down, DNS, TLS: a private CA belongs in the S3 Secret's ca.crt).
+	// Intact=Unknown.
+	ReasonStorageUnreachable = "StorageUnreachable"
+	// ReasonStorageAccessDenied: the storage refused the credentials in the S3 Secret. Intact=Unknown.
+	ReasonStorageAccessDenied = "StorageAccessDenied"
+	// ReasonBundleNotFound: the sealed bundle (or its bucket or file) is gone; delete the training
+	// Jobs to watermark afresh. Intact=Unknown.
+	ReasonBundleNotFound = "BundleNotFound"
+	// ReasonBundleDigestMismatch: the bundle's bytes differ from the digest recorded when it was
+	// sealed (replaced or damaged). Could not verify, not tampering: Intact=Unknown.
+	ReasonBundleDigestMismatch = "BundleDigestMismatch"
 	// ReasonVerificationFailed: the newest verification reached no verdict (unreadable model,
 	// wrong key, corrupt bundle, timeout, crash, missing or garbled report). Intact=Unknown.
 	ReasonVerificationFailed = "VerificationFailed"

@@ -18,16 +18,21 @@ func init() { subcommands["verify"] = verify }
 // it could not be verified (unreadable model, wrong key, damaged bundle, ...).
 func verify(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
-	modelRef := fs.String("model", "", "ONNX model file or http(s) URL (required)")
-	bundlePath := fs.String("bundle", "", "sealed bundle from `fragile watermark` (required)")
+	modelRef := fs.String("model", "", "ONNX model file, http(s) URL or s3://BUCKET/KEY (required)")
+	bundlePath := fs.String("bundle", "", "sealed bundle from `fragile watermark`: a file or s3://BUCKET/KEY (required)")
 	keyPath := fs.String("key", "", "key file (required)")
+	var src verifySources
+	fs.StringVar(&src.modelS3, "model-s3-credentials", "", "directory of S3 settings for an s3:// --model (default: AWS_* environment)")
+	fs.StringVar(&src.bundleS3, "bundle-s3-credentials", "", "directory of S3 settings for an s3:// --bundle (default: AWS_* environment)")
+	fs.StringVar(&src.bundleDigest, "bundle-digest", "", `"sha256:<hex>" the bundle must have; other bytes: could not verify`)
 	asJSON := fs.Bool("json", false, "print one JSON object instead of text")
 	report := fs.String("report", "", "also write the JSON report here (a Job's termination message path)")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
 	start := time.Now()
-	r := verifyFiles(ctx, *modelRef, *bundlePath, *keyPath)
+	src.model, src.bundle, src.key = *modelRef, *bundlePath, *keyPath
+	r := verifyFrom(ctx, src)
 	if r.Result == fragile.ResultError && r.DurationSeconds == 0 {
 		r.DurationSeconds = time.Since(start).Seconds()
 	}
@@ -43,28 +48,40 @@ func verify(ctx context.Context, args []string) int {
 	return r.Result.ExitCode()
 }
 
+// verifySources says where verification reads from: model, bundle and key references, the S3
+// settings for s3:// ones, and the digest the bundle must have.
+type verifySources struct {
+	model, bundle, key string
+	modelS3, bundleS3  string
+	bundleDigest       string
+}
+
 func verifyFiles(ctx context.Context, modelRef, bundlePath, keyPath string) fragile.VerifyReport {
-	failed := func(err error) fragile.VerifyReport {
-		return fragile.VerifyReport{Result: fragile.ResultError, Message: err.Error()}
+	return verifyFrom(ctx, verifySources{model: modelRef, bundle: bundlePath, key: keyPath})
+}
+
+func verifyFrom(ctx context.Context, src verifySources) fragile.VerifyReport {
+	failed := func(err error, cause string) fragile.VerifyReport {
+		return fragile.VerifyReport{Result: fragile.ResultError, Message: err.Error(), Cause: cause}
 	}
-	if modelRef == "" || bundlePath == "" || keyPath == "" {
-		return failed(errors.New("--model, --bundle and --key are required"))
+	if src.model == "" || src.bundle == "" || src.key == "" {
+		return failed(errors.New("--model, --bundle and --key are required"), "")
 	}
-	key, err := readKey(keyPath)
+	key, err := readKey(src.key)
 	if err != nil {
-		return failed(err)
+		return failed(err, "")
 	}
-	sealed, err := os.ReadFile(bundlePath)
+	sealed, cause, err := readBundleFrom(ctx, src.bundle, src.bundleS3, src.bundleDigest)
 	if err != nil {
-		return failed(fmt.Errorf("bundle file: %w", err))
+		return failed(err, cause)
 	}
 	bundle, err := fragile.Open(sealed, key)
 	if err != nil {
-		return failed(fmt.Errorf("bundle %s: %w", bundlePath, err))
+		return failed(fmt.Errorf("bundle %s: %w", src.bundle, err), "")
 	}
-	model, err := readModel(ctx, modelRef)
+	model, err := readModelFrom(ctx, src.model, src.modelS3)
 	if err != nil {
-		return failed(err)
+		return failed(err, modelCause(err))
 	}
 	return fragile.Verify(ctx, model, bundle)
 }

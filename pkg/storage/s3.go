@@ -117,9 +117,9 @@ func ParseS3(ref string) (S3Object, error) {
 type Cause string
 
 const (
-	CauseUnreachable  Cause = "StorageUnreachable"  // no connection, TLS failure, timeout
-	CauseAccessDenied Cause = "StorageAccessDenied" // credentials refused or not allowed
-	CauseNotFound     Cause = "BundleNotFound"      // no such bucket or object
+	CauseUnreachable  Cause = "Unreachable"  // no connection, TLS failure, timeout
+	CauseAccessDenied Cause = "AccessDenied" // credentials refused or not allowed
+	CauseNotFound     Cause = "NotFound"     // no such bucket or object
 )
 
 // Error is a storage failure with its cause.
