@@ -34,6 +34,10 @@ eval "$(WITH_CONTROLLER_MANAGER=1 hack/setup-envtest.sh)"
 export KUBEBUILDER_ASSETS
 export FRAGILE_ORT_LIB="$(onnxruntime_lib)"
 
+log "S3 server for the storage tests (versitygw, built once into the cache)"
+eval "$(hack/setup-s3.sh)"
+export FRAGILE_S3_SERVER
+
 log "data sets"
 install_datasets
 export FRAGILE_FASHION_MNIST_DIR="$fashion_mnist_dir"
