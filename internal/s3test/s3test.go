@@ -71,7 +71,7 @@ func Start(t testing.TB) *Server {
 	if s.CA, err = writeTLS(certFile, keyFile); err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t)
+	port := FreePort(t)
 	s.Endpoint = "https://127.0.0.1:" + port
 	log, err := os.Create(filepath.Join(dir, "versitygw.log"))
 	if err != nil {
@@ -189,7 +189,8 @@ func writeTLS(certFile, keyFile string) ([]byte, error) {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), nil
 }
 
-func freePort(t testing.TB) string {
+// FreePort is a TCP port free on 127.0.0.1 now, for servers a test starts.
+func FreePort(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

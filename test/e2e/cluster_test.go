@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +23,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	fragilev1alpha1 "github.com/fragile-operator/fragile-operator/api/v1alpha1"
+	"github.com/fragile-operator/fragile-operator/internal/s3test"
 )
 
 // jobImage is the image the operator's Jobs name; the node agent runs the fragile binary the
@@ -127,7 +127,7 @@ func (lc *localCluster) startManager() {
 		lc.t.Fatal(err)
 	}
 	cmd := exec.Command(lc.fragile, "manager", "--kubeconfig", lc.kubeconfig, "--job-image", jobImage,
-		"--metrics-bind-address", "0", "--health-probe-bind-address", "127.0.0.1:"+freePort(lc.t))
+		"--metrics-bind-address", "0", "--health-probe-bind-address", "127.0.0.1:"+s3test.FreePort(lc.t))
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		lc.t.Fatal(err)
@@ -221,14 +221,4 @@ func jobNames(jobs []batchv1.Job) []string {
 		names[i] = j.Name
 	}
 	return names
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 }
