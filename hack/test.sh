@@ -50,4 +50,7 @@ log "container image: make image writes bin/fragile-image.tar; test/image unpack
 make --no-print-directory image
 FRAGILE_IMAGE_TAR="$PWD/bin/fragile-image.tar" go test -count=1 ./test/image/
 
+log "alert rules: promtool check rules and test rules (hack/promtool.sh)"
+hack/promtool.sh
+
 log "all checks passed"
