@@ -53,4 +53,7 @@ FRAGILE_IMAGE_TAR="$PWD/bin/fragile-image.tar" go test -count=1 ./test/image/
 log "alert rules: promtool check rules and test rules (hack/promtool.sh)"
 hack/promtool.sh
 
+log "staticcheck (hack/staticcheck.sh)"
+hack/staticcheck.sh
+
 log "all checks passed"

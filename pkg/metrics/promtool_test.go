@@ -14,6 +14,18 @@ const (
 	rulesTestFile = "../../config/prometheus/rules_test.yaml"
 )
 
+// readYAML decodes the YAML file path into v.
+func readYAML(t *testing.T, path string, v any) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(raw, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
 // alertNames lists the alerts of config/prometheus/rules.yaml.
 func alertNames(t *testing.T) []string {
 	t.Helper()
@@ -26,13 +38,7 @@ func alertNames(t *testing.T) []string {
 			} `json:"groups"`
 		} `json:"spec"`
 	}
-	raw, err := os.ReadFile(rulesFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.Unmarshal(raw, &rule); err != nil {
-		t.Fatal(err)
-	}
+	readYAML(t, rulesFile, &rule)
 	var names []string
 	for _, g := range rule.Spec.Groups {
 		for _, r := range g.Rules {
@@ -57,13 +63,7 @@ func TestEveryAlertHasRuleTests(t *testing.T) {
 			} `json:"alert_rule_test"`
 		} `json:"tests"`
 	}
-	raw, err := os.ReadFile(rulesTestFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.Unmarshal(raw, &tests); err != nil {
-		t.Fatal(err)
-	}
+	readYAML(t, rulesTestFile, &tests)
 	fires, silent := map[string]bool{}, map[string]bool{}
 	for _, tc := range tests.Tests {
 		for _, a := range tc.AlertRuleTest {
@@ -99,13 +99,7 @@ func TestPromtool(t *testing.T) {
 	var rule struct {
 		Spec map[string]any `json:"spec"`
 	}
-	raw, err := os.ReadFile(rulesFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.Unmarshal(raw, &rule); err != nil {
-		t.Fatal(err)
-	}
+	readYAML(t, rulesFile, &rule)
 	groups, err := yaml.Marshal(rule.Spec)
 	if err != nil {
 		t.Fatal(err)
