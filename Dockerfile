@@ -3,6 +3,10 @@
 # so model files are parsed only inside Jobs and the image has nothing else to patch.
 #
 #   docker build -t ghcr.io/fragile-operator/fragile:dev .
+#
+# Without Docker, `make image` builds the same image (hack/image) into bin/fragile-image.tar.
+# The COPY lines below are exactly the packages cmd/fragile links (test/image keeps them so);
+# the build flags are the Makefile's IMAGE_GOENV and IMAGE_GOFLAGS.
 
 ARG GO_VERSION=1.26.8
 
@@ -13,9 +17,14 @@ ENV GOTOOLCHAIN=local CGO_ENABLED=0 GOOS=linux
 COPY go.mod go.sum ./
 RUN go mod download
 COPY api/ api/
-COPY cmd/ cmd/
+COPY cmd/fragile/ cmd/fragile/
 COPY controllers/ controllers/
-COPY pkg/ pkg/
+COPY internal/cli/ internal/cli/
+COPY pkg/contract/ pkg/contract/
+COPY pkg/fragile/*.go pkg/fragile/
+COPY pkg/fragile/nn/ pkg/fragile/nn/
+COPY pkg/fragile/onnx/ pkg/fragile/onnx/
+COPY pkg/metrics/ pkg/metrics/
 RUN go build -trimpath -ldflags="-s -w" -o /out/fragile ./cmd/fragile
 
 # distroless/static: no shell, no package manager, a non-root user (65532).

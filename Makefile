@@ -33,8 +33,22 @@ generate: ## Generate the DeepCopy methods of the API types.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
 
 .PHONY: build
-build: ## Build the one binary, bin/fragile.
+build: ## Build the product binary bin/fragile and the research bench bin/fragile-lab.
 	go build -o $(BIN)/fragile ./cmd/fragile
+	go build -o $(BIN)/fragile-lab ./cmd/fragile-lab
+
+# How the product binary is built for the image: one place, used by `make image` (the Dockerfile
+# repeats these for people with Docker). A cgo build (say, statically linked OpenBLAS) changes
+# only these two lines.
+IMAGE_GOENV ?= CGO_ENABLED=0 GOOS=linux
+IMAGE_GOFLAGS ?= -trimpath -ldflags=-s\ -w
+IMAGE_TAG ?= ghcr.io/fragile-operator/fragile:dev
+IMAGE_TAR ?= $(BIN)/fragile-image.tar
+
+.PHONY: image
+image: ## Write the operator's OCI image to bin/fragile-image.tar (no Docker daemon needed).
+	$(IMAGE_GOENV) go build $(IMAGE_GOFLAGS) -o $(BIN)/image/fragile ./cmd/fragile
+	go run ./hack/image --binary $(BIN)/image/fragile --out $(IMAGE_TAR) --tag $(IMAGE_TAG)
 
 .PHONY: run
 run: ## Run the manager against the cluster in $KUBECONFIG.

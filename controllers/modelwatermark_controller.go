@@ -220,31 +220,21 @@ func (r *ModelWatermarkReconciler) reconcile(ctx context.Context, req ctrl.Reque
 
 	// 7. Once watermarked, start a verification when one is due. Verifications are scheduled
 	// from the previous one's slot, the first from the end of training.
-	o.watermarked = evaluate(fragilev1alpha1.ConditionWatermarked, watermarkedChain, o)
+	o.watermarked = watermarkedChain.evaluate(fragilev1alpha1.ConditionWatermarked, o)
 	if o.watermarked.Status == condTrue && !mw.Spec.Suspend {
-		period := time.Duration(mw.Spec.Verification.PeriodSeconds) * time.Second
-		if period <= 0 {
-			period = 600 * time.Second
-		}
-		next := o.training.finishedAt
-		if last, ok := o.lastScheduled(); ok {
-			next = last.Add(period)
-		}
-		if o.activeVerification == nil && !o.now.Before(next) {
-			// Catch up on missed slots with one Job, in the newest slot that has passed.
-			missed := o.now.Sub(next) / period
-			scheduled := next.Add(missed * period).Truncate(time.Second)
-			job := verificationJob(&mw, r.JobImage, o.hash, loc, scheduled, o.sealedDigest())
+		plan := planVerification(verificationPeriod(mw.Spec.Verification), o.training.finishedAt, o.lastScheduled(),
+			o.activeVerification != nil, o.now)
+		if !plan.start.IsZero() {
+			job := verificationJob(&mw, r.JobImage, o.hash, loc, plan.start, o.sealedDigest())
 			if err := r.createOwned(ctx, &mw, job); err != nil && !apierrors.IsAlreadyExists(err) {
 				return ctrl.Result{}, fmt.Errorf("creating verification Job %s: %w", job.Name, err)
 			}
 			log.V(1).Info("started verification", "job", job.Name)
 			o.activeVerification = job
-			next = scheduled.Add(period)
 		}
-		o.nextVerification = next
+		o.nextVerification = plan.next
 		if o.activeVerification == nil {
-			requeue = next.Sub(o.now)
+			requeue = plan.next.Sub(o.now)
 		}
 	}
 	if o.keyMissing && !o.keyGenerated {
@@ -285,8 +275,8 @@ func (r *ModelWatermarkReconciler) reconcile(ctx context.Context, req ctrl.Reque
 }
 
 // lastScheduled is the newest schedule slot filled by a verification Job of the current
-// watermark, running or finished.
-func (o *observation) lastScheduled() (time.Time, bool) {
+// watermark, running or finished; zero when there is none.
+func (o *observation) lastScheduled() time.Time {
 	var last time.Time
 	consider := func(j *batchv1.Job) {
 		if t, ok := scheduledTime(j); ok && t.After(last) {
@@ -299,7 +289,7 @@ func (o *observation) lastScheduled() (time.Time, bool) {
 	for _, v := range o.verdicts {
 		consider(v.run.job)
 	}
-	return last, !last.IsZero()
+	return last
 }
 
 // newerJob orders verification Jobs by schedule slot, then by creation.

@@ -8,14 +8,14 @@ cd "$(dirname "$0")/.."
 source hack/lib.sh
 dir="${DEMO_DIR:-$(mktemp -d -t fragile-demo.XXXXXX)}"
 mkdir -p "$dir"
-bin="$dir/fragile"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 show() { printf '$ %s\n' "$*"; "$@"; }
 
-step "Build the fragile binary and fetch mnist-7 (from the onnx-go module, not committed)"
-go build -o "$bin" ./cmd/fragile
-go run ./hack/mnist7 -out "$dir/mnist-7.onnx"
+step "Build fragile (the product) and fragile-lab (attacks, mnist-7 from the onnx-go module, not committed)"
+go build -o "$dir/fragile" ./cmd/fragile
+go build -o "$dir/fragile-lab" ./cmd/fragile-lab
+"$dir/fragile-lab" mnist7 --out "$dir/mnist-7.onnx"
 cd "$dir"
 
 step "1. A secret key"
@@ -29,7 +29,7 @@ step "3. Verify the untouched model"
 show ./fragile verify --model mnist-7.onnx --bundle mnist-7.fwm --key key
 
 step "4. Tamper: Gaussian weight noise, sigma = 1% of each weight tensor's standard deviation"
-show ./fragile attack noise --model mnist-7.onnx --out mnist-7-noisy.onnx --sigma 0.01 --relative --seed 7
+show ./fragile-lab attack noise --model mnist-7.onnx --out mnist-7-noisy.onnx --sigma 0.01 --relative --seed 7
 set +e
 show ./fragile verify --model mnist-7-noisy.onnx --bundle mnist-7.fwm --key key --json
 code=$?

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # hack/eval.sh: the detection figures of BENCHMARKS.md, from scratch. Installs the
 # data sets and onnxruntime when missing, trains the Fashion-MNIST models (no cache),
-# runs the whole protocol (fragile eval), writes docs/eval/detection.md and the
+# runs the whole protocol (fragile-lab eval), writes docs/eval/detection.md and the
 # plots next to it, and splices the tables into BENCHMARKS.md between its
 # "eval:begin" and "eval:end" markers. QUICK=1 runs the CI-sized protocol into
 # docs/eval-quick instead and splices it between "eval-quick:begin/end".
@@ -18,8 +18,8 @@ fi
 out="docs/$name"
 rm -rf "$out"
 mkdir -p "$out"
-log "fragile eval ${args[*]} --out $out (log: $out/eval.log)"
-go run ./cmd/fragile eval "${args[@]}" --out "$out" --ort-lib "$lib" >/dev/null 2>"$out/eval.log"
+log "fragile-lab eval ${args[*]} --out $out (log: $out/eval.log)"
+go run ./cmd/fragile-lab eval "${args[@]}" --out "$out" --ort-lib "$lib" >/dev/null 2>"$out/eval.log"
 
 # Splice: headings one level down, image links relative to the repository root.
 sed -e 's/^### /#### /' -e "s|](\(change-rate-[^)]*\))|]($out/\1)|" "$out/detection.md" >"$out/detection.spliced"

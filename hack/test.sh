@@ -50,4 +50,14 @@ if [[ -x hack/fuzz.sh ]]; then
   log "fuzz smoke runs"
   hack/fuzz.sh
 fi
+log "container image: make image writes bin/fragile-image.tar; test/image unpacks and runs it"
+make --no-print-directory image
+FRAGILE_IMAGE_TAR="$PWD/bin/fragile-image.tar" go test -count=1 ./test/image/
+
+log "alert rules: promtool check rules and test rules (hack/promtool.sh)"
+hack/promtool.sh
+
+log "staticcheck (hack/staticcheck.sh)"
+hack/staticcheck.sh
+
 log "all checks passed"

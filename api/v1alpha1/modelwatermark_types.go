@@ -257,6 +257,11 @@ type TrainingSpec struct {
 	RetryDelaySeconds int32 `json:"retryDelaySeconds,omitempty"`
 }
 
+// DefaultVerificationPeriodSeconds is spec.verification.periodSeconds when unset. The CRD's
+// default marker below must carry the same number (markers cannot name a constant); a test
+// compares the generated CRD with this constant.
+const DefaultVerificationPeriodSeconds = 600
+
 // VerificationSpec says how often the model is re-checked.
 type VerificationSpec struct {
 	// periodSeconds is the time from the start of one verification to the start of the next.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/fragile-operator/fragile-operator/internal/zoo"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile"
+	"github.com/fragile-operator/fragile-operator/pkg/fragile/attack"
 )
 
 // run calls a subcommand in-process, as main would, and returns its exit status.
@@ -114,9 +116,12 @@ func TestCLIEndToEnd(t *testing.T) {
 	})
 
 	t.Run("weight noise", func(t *testing.T) {
-		if code := run(t, "attack", "noise", "--model", path("mnist-7.onnx"), "--out", path("noisy.onnx"),
-			"--sigma", "0.01", "--relative", "--seed", "7"); code != 0 {
-			t.Fatalf("attack noise: exit %d", code)
+		noisy, err := attack.Noise(model, attack.NoiseOptions{Sigma: 0.01, Relative: true}, rand.New(rand.NewPCG(7, 0)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path("noisy.onnx"), noisy, 0o644); err != nil {
+			t.Fatal(err)
 		}
 		code, r, _ := verify(t, path("noisy.onnx"), path("bundle"), path("key"))
 		if code != 1 || r.Result != fragile.ResultTampered || r.Mismatched == 0 || r.DigestMatches {

@@ -1,58 +1,12 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
-	"strings"
-	"time"
 
 	"github.com/fragile-operator/fragile-operator/pkg/fragile"
 )
-
-// maxModelBytes bounds a model read from a file or URL.
-const maxModelBytes = 2 << 30
-
-// readModel reads an ONNX model from a file path or an http(s) URL.
-func readModel(ctx context.Context, ref string) ([]byte, error) {
-	if strings.HasPrefix(ref, "http://") || strings.HasPrefix(ref, "https://") {
-		return fetchURL(ctx, ref)
-	}
-	data, err := os.ReadFile(ref)
-	if err != nil {
-		return nil, fmt.Errorf("model file: %w", err)
-	}
-	return data, nil
-}
-
-func fetchURL(ctx context.Context, url string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, fmt.Errorf("model URL %s: %w", url, err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("model URL %s is unreachable: %w", url, errors.Unwrap(err))
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("model URL %s answered %s", url, resp.Status)
-	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxModelBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("model URL %s: reading the body: %w", url, err)
-	}
-	if len(data) > maxModelBytes {
-		return nil, fmt.Errorf("model URL %s: larger than %d bytes", url, maxModelBytes)
-	}
-	return data, nil
-}
 
 // readKey reads a key file written by `fragile keygen` (or the operator's key Secret).
 func readKey(path string) (fragile.Key, error) {
@@ -78,24 +32,4 @@ func writeReport(path string, v any) error {
 		return err
 	}
 	return os.WriteFile(path, append(data, '\n'), 0o644)
-}
-
-// parseRange parses "MIN,MAX".
-func parseRange(s string) (lo, hi float64, err error) {
-	parts := strings.Split(s, ",")
-	if len(parts) == 2 {
-		if _, err = fmt.Sscan(parts[0], &lo); err == nil {
-			_, err = fmt.Sscan(parts[1], &hi)
-		}
-		if err == nil && hi > lo {
-			return lo, hi, nil
-		}
-	}
-	return 0, 0, fmt.Errorf("--input-range %q: want MIN,MAX with MIN < MAX, e.g. 0,255", s)
-}
-
-// fail prints an error for a person and returns the "could not complete" status.
-func fail(cmd string, err error) int {
-	fmt.Fprintf(os.Stderr, "fragile %s: %v\n", cmd, err)
-	return exitUsage
 }

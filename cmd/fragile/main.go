@@ -1,54 +1,22 @@
-// Command fragile is the one binary of fragile-operator. Its subcommands cover the
-// whole product: keygen, watermark, verify and inspect for people and for the Jobs
-// the operator runs, and manager for the operator itself.
+// Command fragile is the product binary of fragile-operator: keygen, watermark, verify
+// and inspect for people and for the Jobs the operator runs, and manager for the operator
+// itself. It is also the operator's image. The research tooling (attacks, the detection
+// benchmark, data sets) is in cmd/fragile-lab and is not linked here.
 //
 // Exit status: 0 success (verify: intact), 1 tampered (verify only), 2 usage error or
 // could not complete.
 package main
 
-import (
-	"context"
-	"fmt"
-	"os"
-	"os/signal"
-	"sort"
-	"syscall"
-)
+import "github.com/fragile-operator/fragile-operator/internal/cli"
 
 // subcommands maps a subcommand name to its entry point; each subcommand file
 // registers itself in init so that main stays a dispatcher.
-var subcommands = map[string]func(ctx context.Context, args []string) int{}
+var subcommands = cli.Commands{}
 
 // exitUsage is the exit status for bad flags and for "could not complete".
-const exitUsage = 2
+const exitUsage = cli.ExitUsage
 
-func main() {
-	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
-		usage()
-		os.Exit(exitUsage)
-	}
-	run, ok := subcommands[os.Args[1]]
-	if !ok {
-		fmt.Fprintf(os.Stderr, "fragile: unknown subcommand %q\n\n", os.Args[1])
-		usage()
-		os.Exit(exitUsage)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[2:])
-	stop()
-	os.Exit(code)
-}
+func main() { cli.Main("fragile", subcommands) }
 
-func usage() {
-	names := make([]string, 0, len(subcommands))
-	for name := range subcommands {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	fmt.Fprintln(os.Stderr, "usage: fragile <subcommand> [flags]")
-	fmt.Fprintln(os.Stderr, "subcommands:")
-	for _, name := range names {
-		fmt.Fprintln(os.Stderr, "  "+name)
-	}
-	fmt.Fprintln(os.Stderr, "run 'fragile <subcommand> -h' for its flags")
-}
+// fail prints an error for a person and returns the "could not complete" status.
+func fail(cmd string, err error) int { return cli.Fail("fragile "+cmd, err) }

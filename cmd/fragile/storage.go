@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/fragile-operator/fragile-operator/internal/cli"
 	"github.com/fragile-operator/fragile-operator/pkg/contract"
 	"github.com/fragile-operator/fragile-operator/pkg/storage"
 )
@@ -24,9 +25,9 @@ const maxBundleBytes = 1 << 30
 // readModelFrom reads a model from a file, an http(s) URL or s3://.
 func readModelFrom(ctx context.Context, ref, s3Dir string) ([]byte, error) {
 	if !storage.IsS3(ref) {
-		return readModel(ctx, ref)
+		return cli.ReadModel(ctx, ref)
 	}
-	data, err := readS3(ctx, ref, s3Dir, maxModelBytes)
+	data, err := readS3(ctx, ref, s3Dir, cli.MaxModelBytes)
 	if err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}

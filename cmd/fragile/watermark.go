@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/fragile-operator/fragile-operator/internal/cli"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile"
 )
 
@@ -48,7 +49,7 @@ func watermark(ctx context.Context, args []string) int {
 	if *modelRef == "" || *keyPath == "" || (*out == "" && *outSecret == "") {
 		return failWith(errors.New("--model, --key and one of --out or --out-secret are required"))
 	}
-	lo, hi, err := parseRange(*inputRange)
+	lo, hi, err := cli.ParseRange(*inputRange)
 	if err != nil {
 		return failWith(err)
 	}

@@ -59,7 +59,7 @@ func startLocalCluster(t *testing.T) *localCluster {
 	lc := &localCluster{t: t, dir: t.TempDir()}
 	lc.fragile = filepath.Join(lc.dir, "fragile")
 	nodeBin := filepath.Join(lc.dir, "localnode")
-	for pkg, out := range map[string]string{"./cmd/fragile": lc.fragile, "./hack/localnode": nodeBin} {
+	for pkg, out := range map[string]string{"./cmd/fragile": lc.fragile, "./test/localnode": nodeBin} {
 		build := exec.Command("go", "build", "-o", out, pkg)
 		build.Dir = "../.."
 		if b, err := build.CombinedOutput(); err != nil {

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 
+	"github.com/fragile-operator/fragile-operator/internal/cli"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/attack"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/dataset"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/train"
@@ -40,14 +41,14 @@ func attackTraining(ctx context.Context, kind string, args []string) int {
 	if *optimizer != string(train.SGD) && *optimizer != string(train.Adam) {
 		return fail(cmd, fmt.Errorf("--optimizer %q: want sgd or adam", *optimizer))
 	}
-	lo, hi, err := parseRange(*inputRange)
+	lo, hi, err := cli.ParseRange(*inputRange)
 	if err != nil {
 		return fail(cmd, err)
 	}
 	if lo != 0 {
 		return fail(cmd, errors.New("--input-range must start at 0: the data sets are scaled from [0,1] to [0,MAX]"))
 	}
-	model, err := readModel(ctx, *in)
+	model, err := cli.ReadModel(ctx, *in)
 	if err != nil {
 		return fail(cmd, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 
+	"github.com/fragile-operator/fragile-operator/internal/cli"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/attack"
 )
 
@@ -46,7 +47,7 @@ func attackNoise(ctx context.Context, args []string) int {
 	if *in == "" || *out == "" {
 		return fail("attack noise", errors.New("--model and --out are required"))
 	}
-	model, err := readModel(ctx, *in)
+	model, err := cli.ReadModel(ctx, *in)
 	if err != nil {
 		return fail("attack noise", err)
 	}
@@ -92,7 +93,7 @@ func writeAttacked(ctx context.Context, cmd, in, out string, fn func([]byte) ([]
 	if in == "" || out == "" {
 		return fail(cmd, errors.New("--model and --out are required"))
 	}
-	model, err := readModel(ctx, in)
+	model, err := cli.ReadModel(ctx, in)
 	if err != nil {
 		return fail(cmd, err)
 	}
