@@ -3,6 +3,10 @@
 # so model files are parsed only inside Jobs and the image has nothing else to patch.
 #
 #   docker build -t ghcr.io/fragile-operator/fragile:dev .
+#
+# Without Docker, `make image` builds the same image (hack/image) into bin/fragile-image.tar.
+# The COPY lines below are exactly the packages cmd/fragile links (test/image keeps them so);
+# the build flags are the Makefile's IMAGE_GOENV and IMAGE_GOFLAGS.
 
 ARG GO_VERSION=1.26.8
 
@@ -16,7 +20,11 @@ COPY api/ api/
 COPY cmd/fragile/ cmd/fragile/
 COPY controllers/ controllers/
 COPY internal/cli/ internal/cli/
-COPY pkg/ pkg/
+COPY pkg/contract/ pkg/contract/
+COPY pkg/fragile/*.go pkg/fragile/
+COPY pkg/fragile/nn/ pkg/fragile/nn/
+COPY pkg/fragile/onnx/ pkg/fragile/onnx/
+COPY pkg/metrics/ pkg/metrics/
 RUN go build -trimpath -ldflags="-s -w" -o /out/fragile ./cmd/fragile
 
 # distroless/static: no shell, no package manager, a non-root user (65532).

@@ -49,6 +49,19 @@ build: ## Build the product binary bin/fragile (OpenBLAS linked statically; PURE
 	go build $(GO_BUILD_FLAGS) -o $(BIN)/fragile ./cmd/fragile
 	go build -o $(BIN)/fragile-lab ./cmd/fragile-lab
 
+# How the product binary is built for the image: one place, used by `make image` (the Dockerfile
+# repeats these for people with Docker). A cgo build (say, statically linked OpenBLAS) changes
+# only these two lines.
+IMAGE_GOENV ?= CGO_ENABLED=0 GOOS=linux
+IMAGE_GOFLAGS ?= -trimpath -ldflags=-s\ -w
+IMAGE_TAG ?= ghcr.io/fragile-operator/fragile:dev
+IMAGE_TAR ?= $(BIN)/fragile-image.tar
+
+.PHONY: image
+image: ## Write the operator's OCI image to bin/fragile-image.tar (no Docker daemon needed).
+	$(IMAGE_GOENV) go build $(IMAGE_GOFLAGS) -o $(BIN)/image/fragile ./cmd/fragile
+	go run ./hack/image --binary $(BIN)/image/fragile --out $(IMAGE_TAR) --tag $(IMAGE_TAG)
+
 .PHONY: run
 run: ## Run the manager against the cluster in $KUBECONFIG.
 	go run ./cmd/fragile manager

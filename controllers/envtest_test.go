@@ -81,7 +81,7 @@ func TestEnvtestLifecycle(t *testing.T) {
 	s.waitCond(t, ns, "mnist", fragilev1alpha1.ConditionWatermarked, "True", fragilev1alpha1.ReasonWatermarked)
 	verify := s.waitJob(t, ns, "mnist", componentVerification, running)
 	wantCmd := []string{"fragile", "verify", "--model", "/mnt/models/mnist-7/model.onnx",
-		"--bundle", "/var/run/fragile/bundle/bundle", "--key", "/var/run/fragile/key/key",
+		"--bundle", "/var/run/fragile/bundle/bundle", "--bundle-digest", "sha256:b0b0", "--key", "/var/run/fragile/key/key",
 		"--json", "--report", "/dev/termination-log"}
 	if d := cmp.Diff(wantCmd, verify.Spec.Template.Spec.Containers[0].Command); d != "" {
 		t.Errorf("verification command (-want +got):\n%s", d)
@@ -166,8 +166,19 @@ func TestEnvtestInvalidSpecRejected(t *testing.T) {
 		name string
 		want string
 	}{
-		"unsupported scheme": {opt: func(mw *fragilev1alpha1.ModelWatermark) { mw.Spec.Model.URI = "s3://bucket/m.onnx" },
-			want: "spec.model.uri: Invalid value: uri must be pvc://CLAIM/PATH, http(s)://HOST/PATH, or an absolute path inside spec.model.volume"},
+		"unsupported scheme": {opt: func(mw *fragilev1alpha1.ModelWatermark) { mw.Spec.Model.URI = "gs://bucket/m.onnx" },
+			want: "spec.model.uri: Invalid value: uri must be pvc://CLAIM/PATH, s3://BUCKET/KEY, http(s)://HOST/PATH, or an absolute path inside spec.model.volume"},
+		"s3 model without credentials": {opt: func(mw *fragilev1alpha1.ModelWatermark) { mw.Spec.Model.URI = "s3://bucket/m.onnx" },
+			want: "spec.model.s3 (the Secret with the endpoint and credentials) is required for an s3:// uri"},
+		"s3 bundle without credentials": {opt: func(mw *fragilev1alpha1.ModelWatermark) {
+			mw.Spec.Bundle = &fragilev1alpha1.BundleStorage{URI: "s3://bundles/b"}
+		}, want: "spec.bundle.s3 (the Secret with the endpoint and credentials) is required"},
+		"bundle in a Secret by uri": {opt: func(mw *fragilev1alpha1.ModelWatermark) {
+			mw.Spec.Bundle = &fragilev1alpha1.BundleStorage{URI: "secret://x/bundle"}
+		}, want: "spec.bundle.uri must be pvc://CLAIM/PATH or s3://BUCKET/KEY"},
+		"pvc bundle without path": {opt: func(mw *fragilev1alpha1.ModelWatermark) {
+			mw.Spec.Bundle = &fragilev1alpha1.BundleStorage{URI: "pvc://claim"}
+		}, want: "a pvc:// bundle uri must name a claim and a file inside it"},
 		"pvc without path": {opt: func(mw *fragilev1alpha1.ModelWatermark) { mw.Spec.Model.URI = "pvc://models" },
 			want: "a pvc:// uri must name a claim and a file inside it: pvc://CLAIM/PATH"},
 		"dot-dot": {opt: func(mw *fragilev1alpha1.ModelWatermark) { mw.Spec.Model.URI = "pvc://models/../etc/passwd" },
@@ -480,4 +491,49 @@ func (s *envSuite) describe(t *testing.T, ns, name string) string {
 		t.Fatalf("kubectl describe: %v\n%s", err, out)
 	}
 	return string(out)
+}
+
+// TestEnvtestTrainingFailsTwiceThenSucceeds: two failed attempts are retried after their
+// backoff (30 s, then 60 s, on the injected clock), each as a new Job; the third succeeds and
+// the resource ends Watermarked=True; each failed attempt left a Warning event naming it.
+func TestEnvtestTrainingFailsTwiceThenSucceeds(t *testing.T) {
+	s := envtestSuite(t)
+	ns := s.namespace(t)
+	mw := s.create(t, newMW("mnist", inNamespace(ns)))
+	hash := watermarkHash(mw)
+
+	for _, step := range []struct {
+		attempt int32
+		backoff time.Duration
+	}{{1, 30 * time.Second}, {2, 60 * time.Second}} {
+		job := s.waitJob(t, ns, "mnist", componentTraining, running)
+		if job.Name != trainingJobName(mw, hash, step.attempt) {
+			t.Fatalf("running training Job %s, want attempt %d", job.Name, step.attempt)
+		}
+		s.train(t, ns, "mnist", trainedFailed("model URL answered 503 Service Unavailable"))
+		s.waitCond(t, ns, "mnist", fragilev1alpha1.ConditionWatermarked, "Unknown", fragilev1alpha1.ReasonTrainingBackoff)
+		s.clock.Step(step.backoff)
+		s.poke(t, ns, "mnist")
+	}
+	s.train(t, ns, "mnist", trainedOK(100))
+	s.waitCond(t, ns, "mnist", fragilev1alpha1.ConditionWatermarked, "True", fragilev1alpha1.ReasonWatermarked)
+	if st := s.mw(t, ns, "mnist").Status.Training; st.Attempt != 3 || st.JobName != trainingJobName(mw, hash, 3) {
+		t.Errorf("status.training %+v, want attempt 3", st)
+	}
+	if jobs := s.jobs(t, ns, "mnist", componentTraining); len(jobs) != 3 {
+		t.Errorf("training Jobs %v, want one per attempt", jobNames(jobs))
+	}
+	eventually(t, "a Warning TrainingBackoff event per failed attempt", func() (bool, string) {
+		var notes []string
+		found := map[string]bool{}
+		for _, e := range s.events(t, ns, "mnist") {
+			notes = append(notes, e.Reason+": "+e.Note)
+			for _, a := range []string{"attempt 1 of 3", "attempt 2 of 3"} {
+				if e.Type == corev1.EventTypeWarning && e.Reason == fragilev1alpha1.ReasonTrainingBackoff && strings.Contains(e.Note, a) {
+					found[a] = true
+				}
+			}
+		}
+		return len(found) == 2, strings.Join(notes, "\n")
+	})
 }

@@ -88,6 +88,10 @@ func withKeyRef(name string) mwOption {
 
 func suspended(mw *fragilev1alpha1.ModelWatermark) { mw.Spec.Suspend = true }
 
+func withMaxAttempts(n int32) mwOption {
+	return func(mw *fragilev1alpha1.ModelWatermark) { mw.Spec.Training.MaxAttempts = n }
+}
+
 // Reports as the `fragile` binary writes them, with the exit status it exits with.
 
 type report struct {

@@ -28,9 +28,14 @@ type jobTemplate struct {
 	annotations           map[string]string
 }
 
-// newJob builds a Job that runs `fragile` once, never retries (backoffLimit 0: a second
-// attempt could only repeat the verdict, and for verification exit status 1 is a verdict, not
-// a failure to retry), and reports through its termination message file.
+// jobGracePeriod is the Pods' terminationGracePeriodSeconds: `fragile` stops its loops on
+// SIGTERM within a second or two and writes its report, so a deleted or timed-out Job is gone
+// well inside this.
+const jobGracePeriod = 10
+
+// newJob builds a Job that runs `fragile` once, never retries within the Job (backoffLimit 0: for
+// verification exit status 1 is a verdict, not a failure to retry, and training retries are new
+// Jobs, see training_retry.go), and reports through its termination message file.
 func newJob(mw *fragilev1alpha1.ModelWatermark, t jobTemplate) *batchv1.Job {
 	labels := ownedLabels(mw, t.component)
 	labels[fragilev1alpha1.LabelWatermarkHash] = t.hash
@@ -55,9 +60,10 @@ func newJob(mw *fragilev1alpha1.ModelWatermark, t jobTemplate) *batchv1.Job {
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: corev1.PodSpec{
-					RestartPolicy:                corev1.RestartPolicyNever,
-					ServiceAccountName:           t.serviceAccount,
-					AutomountServiceAccountToken: ptr.To(t.serviceAccount != ""),
+					RestartPolicy:                 corev1.RestartPolicyNever,
+					TerminationGracePeriodSeconds: ptr.To[int64](jobGracePeriod),
+					ServiceAccountName:            t.serviceAccount,
+					AutomountServiceAccountToken:  ptr.To(t.serviceAccount != ""),
 					SecurityContext: &corev1.PodSecurityContext{
 						RunAsNonRoot:   ptr.To(true),
 						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
@@ -99,15 +105,16 @@ func keyVolume(mw *fragilev1alpha1.ModelWatermark) (corev1.Volume, corev1.Volume
 
 // trainingJob runs `fragile watermark`. It is the only Job with API access: its per-resource
 // ServiceAccount may get/patch/update the one bundle Secret and nothing else.
-func trainingJob(mw *fragilev1alpha1.ModelWatermark, image, hash string, loc modelLocation) *batchv1.Job {
+func trainingJob(mw *fragilev1alpha1.ModelWatermark, image, hash string, loc modelLocation, attempt int32) *batchv1.Job {
 	kv, km := keyVolume(mw)
-	args := []string{"watermark",
-		"--model", loc.arg,
-		"--key", keyMountDir + "/" + contract.KeyDataKey,
-		"--out-secret", bundleSecretName(mw),
+	bundleArgs, bundleVolumes, bundleMounts := locateBundle(mw).training(mw)
+	args := append(append([]string{"watermark"}, loc.args()...),
+		"--key", keyMountDir+"/"+contract.KeyDataKey)
+	args = append(args, bundleArgs...)
+	args = append(args,
 		"--triggers", strconv.Itoa(int(mw.Spec.Triggers)),
-		"--input-range", mw.Spec.Model.InputRange.Min + "," + mw.Spec.Model.InputRange.Max,
-	}
+		"--input-range", mw.Spec.Model.InputRange.Min+","+mw.Spec.Model.InputRange.Max,
+	)
 	if in := mw.Spec.Model.Input; in != nil {
 		args = append(args, "--input-mean", strings.Join(in.Mean, ","), "--input-std", strings.Join(in.Std, ","))
 	}
@@ -120,57 +127,54 @@ func trainingJob(mw *fragilev1alpha1.ModelWatermark, image, hash string, loc mod
 	args = append(args, "--report", terminationPath)
 
 	t := jobTemplate{
-		name: trainingJobName(mw, hash), component: componentTraining, hash: hash, image: image,
-		args: args,
+		name: trainingJobName(mw, hash, attempt), component: componentTraining, hash: hash, image: image,
+		annotations: map[string]string{annotationAttempt: strconv.Itoa(int(attempt))},
+		args:        args,
 		env: []corev1.EnvVar{
 			{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{
 				FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
 			{Name: contract.EnvWatermarkHash, Value: hash},
 		},
-		volumes:         []corev1.Volume{kv},
-		mounts:          []corev1.VolumeMount{km},
+		volumes:         append([]corev1.Volume{kv}, bundleVolumes...),
+		mounts:          append([]corev1.VolumeMount{km}, bundleMounts...),
 		resources:       mw.Spec.Training.Resources,
 		deadlineSeconds: mw.Spec.Training.TimeoutSeconds,
 		serviceAccount:  trainerName(mw),
 	}
-	if loc.volume != nil {
-		t.volumes = append(t.volumes, *loc.volume)
-		t.mounts = append(t.mounts, *loc.mount)
-	}
+	t.volumes, t.mounts = loc.addVolumes(t.volumes, t.mounts)
 	return newJob(mw, t)
 }
 
 // verificationJob runs `fragile verify` with the bundle and key mounted read-only and no API
 // token: it reads the model (or asks the live endpoint ep, when set), answers through its
-// termination message, and can touch nothing.
-func verificationJob(mw *fragilev1alpha1.ModelWatermark, image, hash string, loc modelLocation, ep *endpointTarget, scheduled time.Time) *batchv1.Job {
+// termination message, and can touch nothing. digest is the sealed bundle's recorded digest,
+// which the Job checks before trusting the bundle.
+func verificationJob(mw *fragilev1alpha1.ModelWatermark, image, hash string, loc modelLocation, ep *endpointTarget, scheduled time.Time, digest string) *batchv1.Job {
 	kv, km := keyVolume(mw)
-	bv := corev1.Volume{Name: "bundle", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
-		SecretName:  bundleSecretName(mw),
-		Items:       []corev1.KeyToPath{{Key: contract.BundleDataKey, Path: contract.BundleDataKey}},
-		DefaultMode: ptr.To[int32](0o440),
-	}}}
-	bm := corev1.VolumeMount{Name: "bundle", MountPath: bundleMountDir, ReadOnly: true}
-
-	target := []string{"--model", loc.arg}
-	volumes, mounts := []corev1.Volume{kv, bv}, []corev1.VolumeMount{km, bm}
-	switch {
-	case ep != nil:
+	bundleArgs, bundleVolumes, bundleMounts := locateBundle(mw).verification(mw)
+	volumes := append([]corev1.Volume{kv}, bundleVolumes...)
+	mounts := append([]corev1.VolumeMount{km}, bundleMounts...)
+	target := loc.args()
+	if ep != nil {
 		var epVolumes []corev1.Volume
 		var epMounts []corev1.VolumeMount
 		target, epVolumes, epMounts = endpointArgs(mw, ep)
 		volumes, mounts = append(volumes, epVolumes...), append(mounts, epMounts...)
-	case loc.volume != nil:
-		volumes, mounts = append(volumes, *loc.volume), append(mounts, *loc.mount)
+	} else {
+		volumes, mounts = loc.addVolumes(volumes, mounts)
 	}
+	args := append(append([]string{"verify"}, target...), bundleArgs...)
+	if digest != "" {
+		args = append(args, "--bundle-digest", digest)
+	}
+	args = append(args,
+		"--key", keyMountDir+"/"+contract.KeyDataKey,
+		"--json",
+		"--report", terminationPath,
+	)
 	t := jobTemplate{
 		name: verificationJobName(mw, scheduled), component: componentVerification, hash: hash, image: image,
-		args: append(append([]string{"verify"}, target...),
-			"--bundle", bundleMountDir+"/"+contract.BundleDataKey,
-			"--key", keyMountDir+"/"+contract.KeyDataKey,
-			"--json",
-			"--report", terminationPath,
-		),
+		args:            args,
 		volumes:         volumes,
 		mounts:          mounts,
 		resources:       mw.Spec.Verification.Resources,

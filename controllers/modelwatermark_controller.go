@@ -149,7 +149,11 @@ func (r *ModelWatermarkReconciler) reconcile(ctx context.Context, req ctrl.Reque
 		}
 		switch job.Labels[labelComponent] {
 		case componentTraining:
-			o.training = &run
+			// Earlier attempts stay as the record of what failed; the newest one decides.
+			if o.training != nil && attemptOf(o.training.job) > attemptOf(job) {
+				continue
+			}
+			o.training, o.result = &run, nil
 			if run.finished {
 				t := interpretTraining(run, mw.Spec.Triggers)
 				o.result = &t
@@ -189,13 +193,26 @@ func (r *ModelWatermarkReconciler) reconcile(ctx context.Context, req ctrl.Reque
 		log.V(1).Info("deleted Job", "job", job.Name)
 	}
 
-	// 6. Start training when the current watermark has none. A newly generated key is created
-	// with training's other prerequisites, or on its own when training need not start.
-	if o.training == nil && !mw.Spec.Suspend && !o.keyMissing && o.rejected == "" {
-		if err := r.startTraining(ctx, &mw, o, loc); err != nil {
-			return ctrl.Result{}, err
+	// 6. Start training when the current watermark has none, or retry a failed attempt once its
+	// backoff has passed. A newly generated key is created with training's other prerequisites,
+	// or on its own when training need not start.
+	var requeue time.Duration
+	started := false
+	attempt, due := o.nextTrainingAttempt()
+	if attempt > 1 {
+		o.nextAttempt = due
+	}
+	if attempt > 0 && !mw.Spec.Suspend && !o.keyMissing && o.rejected == "" {
+		if o.now.Before(due) {
+			requeue = due.Sub(o.now)
+		} else {
+			if err := r.startTraining(ctx, &mw, o, loc, attempt); err != nil {
+				return ctrl.Result{}, err
+			}
+			started, o.nextAttempt = true, time.Time{}
 		}
-	} else if o.newKey != nil {
+	}
+	if o.newKey != nil && !started {
 		if err := r.createKey(ctx, &mw, o.newKey); err != nil {
 			return ctrl.Result{}, err
 		}
@@ -204,7 +221,6 @@ func (r *ModelWatermarkReconciler) reconcile(ctx context.Context, req ctrl.Reque
 	// 7. Once watermarked, start a verification when one is due. Verifications are scheduled
 	// from the previous one's slot, the first from the end of training.
 	o.watermarked = watermarkedChain.evaluate(fragilev1alpha1.ConditionWatermarked, o)
-	var requeue time.Duration
 	if mw.Spec.Endpoint != nil && o.watermarked.Status == condTrue {
 		if o.endpoint, o.endpointProblem, err = r.resolveEndpoint(ctx, &mw); err != nil {
 			return ctrl.Result{}, err
@@ -214,7 +230,7 @@ func (r *ModelWatermarkReconciler) reconcile(ctx context.Context, req ctrl.Reque
 		plan := planVerification(verificationPeriod(mw.Spec.Verification), o.training.finishedAt, o.lastScheduled(),
 			o.activeVerification != nil, o.now)
 		if !plan.start.IsZero() {
-			job := verificationJob(&mw, r.JobImage, o.hash, loc, o.endpoint, plan.start)
+			job := verificationJob(&mw, r.JobImage, o.hash, loc, o.endpoint, plan.start, o.sealedDigest())
 			if err := r.createOwned(ctx, &mw, job); err != nil && !apierrors.IsAlreadyExists(err) {
 				return ctrl.Result{}, fmt.Errorf("creating verification Job %s: %w", job.Name, err)
 			}
@@ -367,7 +383,7 @@ func newKey(src io.Reader) ([]byte, error) {
 
 // startTraining gives the training Job what it needs (a ServiceAccount allowed to write the one
 // bundle Secret, and that Secret reserved for this watermark) and creates the Job.
-func (r *ModelWatermarkReconciler) startTraining(ctx context.Context, mw *fragilev1alpha1.ModelWatermark, o *observation, loc modelLocation) error {
+func (r *ModelWatermarkReconciler) startTraining(ctx context.Context, mw *fragilev1alpha1.ModelWatermark, o *observation, loc modelLocation, attempt int32) error {
 	// The key (when generated now), bundle Secret, ServiceAccount and Role are independent
 	// writes, issued together to save
 	// round trips on the slowest reconcile a resource has. The RoleBinding must wait for the
@@ -392,10 +408,10 @@ func (r *ModelWatermarkReconciler) startTraining(ctx context.Context, mw *fragil
 	if err := create(ctx, binding); err != nil {
 		return err
 	}
-	job := trainingJob(mw, r.JobImage, o.hash, loc)
+	job := trainingJob(mw, r.JobImage, o.hash, loc, attempt)
 	switch err := r.createOwned(ctx, mw, job); {
 	case err == nil, apierrors.IsAlreadyExists(err):
-		o.training = &jobRun{job: job}
+		o.training, o.result = &jobRun{job: job}, nil
 	case apierrors.IsInvalid(err):
 		// The spec produced a Job the API server refuses (say, a bad volume). Retrying cannot
 		// help until the spec changes, which triggers a new reconcile.
@@ -555,7 +571,9 @@ func eventFor(c metav1.Condition) (eventType, action string, ok bool) {
 		switch c.Reason {
 		case fragilev1alpha1.ReasonIntact:
 			return corev1.EventTypeNormal, "Verify", true
-		case fragilev1alpha1.ReasonTamperDetected, fragilev1alpha1.ReasonVerificationFailed:
+		case fragilev1alpha1.ReasonTamperDetected, fragilev1alpha1.ReasonVerificationFailed,
+			fragilev1alpha1.ReasonStorageUnreachable, fragilev1alpha1.ReasonStorageAccessDenied,
+			fragilev1alpha1.ReasonBundleNotFound, fragilev1alpha1.ReasonBundleDigestMismatch:
 			return corev1.EventTypeWarning, "Verify", true
 		}
 	case fragilev1alpha1.ConditionReady:

@@ -86,7 +86,7 @@ func TestReconcileBranches(t *testing.T) {
 					ModelDigest:        modelDigest,
 					Bundle: &fragilev1alpha1.BundleStatus{SecretName: name + "-bundle", Key: "bundle",
 						Digest: "sha256:b0b0", KeyID: "kid-3f2a9c", SizeBytes: 40960},
-					Training: &fragilev1alpha1.TrainingStatus{JobName: trainingJobName(newMW(name), watermarkHash(newMW(name))),
+					Training: &fragilev1alpha1.TrainingStatus{JobName: trainingJobName(newMW(name), watermarkHash(newMW(name)), 1), Attempt: 1,
 						Steps: 140, KeyMatchPercent: 100},
 				}
 				if d := diffStatus(want, st); d != "" {
@@ -97,21 +97,46 @@ func TestReconcileBranches(t *testing.T) {
 				}
 			},
 		},
-		"training failed": {
+		"training failed, retry scheduled": {
 			mw:          newMW(name),
+			steps:       func(h *harness) { h.train(name, trainedFailed("out of memory")) },
+			watermarked: "Unknown/TrainingBackoff", intact: "Unknown/AwaitingWatermark", ready: "Unknown/TrainingBackoff",
+			events:       []string{"Normal TrainingInProgress", "Warning TrainingBackoff"},
+			trainingJobs: 1,
+			check: func(t *testing.T, h *harness) {
+				st := h.mw(name).Status
+				c := findCond(st.Conditions, fragilev1alpha1.ConditionWatermarked)
+				for _, want := range []string{"out of memory", "attempt 1 of 3", "attempt 2 starts at 2026-03-01T12:00:30Z"} {
+					if !strings.Contains(c.Message, want) {
+						t.Errorf("message %q lacks %q", c.Message, want)
+					}
+				}
+				if ts := st.Training; ts.Attempt != 1 || ts.NextAttemptTime == nil || !ts.NextAttemptTime.Time.Equal(t0.Add(30*time.Second)) {
+					t.Errorf("training status %+v, want attempt 1 and the next at t0+30s", ts)
+				}
+				if res := h.reconcile(name); res.RequeueAfter != 30*time.Second {
+					t.Errorf("RequeueAfter %v, want the 30s backoff", res.RequeueAfter)
+				}
+			},
+		},
+		"training failed on the last attempt": {
+			mw:          newMW(name, withMaxAttempts(1)),
 			steps:       func(h *harness) { h.train(name, trainedFailed("out of memory")) },
 			watermarked: "False/TrainingFailed", intact: "Unknown/AwaitingWatermark", ready: "False/TrainingFailed",
 			events:       []string{"Normal TrainingInProgress", "Warning TrainingFailed"},
 			trainingJobs: 1,
 			check: func(t *testing.T, h *harness) {
 				c := findCond(h.mw(name).Status.Conditions, fragilev1alpha1.ConditionWatermarked)
-				if !strings.Contains(c.Message, "out of memory") {
-					t.Errorf("message %q does not carry the report's reason", c.Message)
+				if !strings.Contains(c.Message, "out of memory") || !strings.Contains(c.Message, "no retries left") {
+					t.Errorf("message %q does not carry the report's reason and the exhausted retries", c.Message)
+				}
+				if res := h.reconcile(name); res.RequeueAfter != 0 {
+					t.Errorf("RequeueAfter %v after the last attempt", res.RequeueAfter)
 				}
 			},
 		},
 		"training Job without a report": {
-			mw: newMW(name),
+			mw: newMW(name, withMaxAttempts(1)),
 			steps: func(h *harness) {
 				h.train(name, report{message: "", exitCode: 137})
 			},
@@ -364,7 +389,7 @@ func TestReconcileBranches(t *testing.T) {
 			check: func(t *testing.T, h *harness) {
 				job := h.onlyJob(name, componentTraining)
 				mw := h.mw(name)
-				if job.Name != trainingJobName(mw, watermarkHash(mw)) {
+				if job.Name != trainingJobName(mw, watermarkHash(mw), 1) {
 					t.Errorf("training Job %s is not the one for the new spec", job.Name)
 				}
 				if !slices.Contains(job.Spec.Template.Spec.Containers[0].Command, "200") {
@@ -574,7 +599,7 @@ func TestVerificationJobShape(t *testing.T) {
 	pod := job.Spec.Template.Spec
 
 	wantCmd := []string{"fragile", "verify", "--model", "/models/mnist-7.onnx",
-		"--bundle", "/var/run/fragile/bundle/bundle", "--key", "/var/run/fragile/key/key",
+		"--bundle", "/var/run/fragile/bundle/bundle", "--bundle-digest", "sha256:b0b0", "--key", "/var/run/fragile/key/key",
 		"--json", "--report", "/dev/termination-log"}
 	if d := cmp.Diff(wantCmd, pod.Containers[0].Command); d != "" {
 		t.Errorf("command (-want +got):\n%s", d)

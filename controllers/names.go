@@ -22,9 +22,14 @@ func bundleSecretName(mw *fragilev1alpha1.ModelWatermark) string { return mw.Nam
 func trainerName(mw *fragilev1alpha1.ModelWatermark) string      { return mw.Name + "-trainer" }
 
 // trainingJobName embeds the watermark hash, so a spec change that invalidates the watermark
-// yields a new Job name and a change that does not (period, training knobs) keeps the old Job.
-func trainingJobName(mw *fragilev1alpha1.ModelWatermark, hash string) string {
-	return mw.Name + "-train-" + hash
+// yields a new Job name and a change that does not (period, training knobs) keeps the old Job,
+// and the attempt number from the second attempt on: 40 + len("-train-") + 10 + len("-10") = 60,
+// under the 63 the job-name label allows.
+func trainingJobName(mw *fragilev1alpha1.ModelWatermark, hash string, attempt int32) string {
+	if attempt <= 1 {
+		return mw.Name + "-train-" + hash
+	}
+	return fmt.Sprintf("%s-train-%s-%d", mw.Name, hash, attempt)
 }
 
 // verificationJobName embeds the scheduled time, as CronJob does, so the same schedule slot
@@ -47,6 +52,8 @@ const (
 	componentKey          = "key"
 	componentBundle       = "bundle"
 
+	// annotationAttempt on a training Job is its attempt number, from 1.
+	annotationAttempt = "fragile.dev/attempt"
 	// annotationScheduledTime on a verification Job is the schedule slot it fills (RFC 3339).
 	annotationScheduledTime = "fragile.dev/scheduled-time"
 	// annotationTerminationMessage and annotationExitCode copy a finished Job's report from
@@ -102,12 +109,14 @@ func watermarkHash(mw *fragilev1alpha1.ModelWatermark) string {
 		Volume     *fragilev1alpha1.ModelVolume `json:"volume"`
 		InputRange fragilev1alpha1.InputRange   `json:"inputRange"`
 		Input      *fragilev1alpha1.ModelInput  `json:"input,omitempty"` // omitted when unset: older hashes stay
+		Bundle     string                       `json:"bundle,omitempty"`
 		Triggers   int32                        `json:"triggers"`
 		Key        [2]string                    `json:"key"`
 		Generated  bool                         `json:"generated"`
 	}{
 		URI: mw.Spec.Model.URI, SHA256: mw.Spec.Model.SHA256, Volume: mw.Spec.Model.Volume,
 		InputRange: mw.Spec.Model.InputRange, Input: mw.Spec.Model.Input, Triggers: mw.Spec.Triggers,
+		Bundle: locateBundle(mw).uri,
 		Key: [2]string{name, key}, Generated: generated,
 	}
 	b, err := json.Marshal(identity)
@@ -125,6 +134,28 @@ type modelLocation struct {
 	arg    string
 	volume *corev1.Volume
 	mount  *corev1.VolumeMount
+	// s3Secret is the credentials Secret of an s3:// model, mounted at s3ModelDir.
+	s3Secret string
+}
+
+// args are the Job's model flags.
+func (l modelLocation) args() []string {
+	if l.s3Secret != "" {
+		return []string{"--model", l.arg, "--model-s3-credentials", s3ModelDir}
+	}
+	return []string{"--model", l.arg}
+}
+
+// addVolumes appends the volumes that hold the model or its credentials.
+func (l modelLocation) addVolumes(vs []corev1.Volume, ms []corev1.VolumeMount) ([]corev1.Volume, []corev1.VolumeMount) {
+	if l.volume != nil {
+		vs, ms = append(vs, *l.volume), append(ms, *l.mount)
+	}
+	if l.s3Secret != "" {
+		v, m := s3SecretVolume(s3ModelVolume, l.s3Secret, s3ModelDir)
+		vs, ms = append(vs, v), append(ms, m)
+	}
+	return vs, ms
 }
 
 const modelVolumeName = "model"
@@ -136,6 +167,11 @@ func locateModel(m fragilev1alpha1.ModelSource) (modelLocation, error) {
 	switch {
 	case strings.HasPrefix(m.URI, "http://"), strings.HasPrefix(m.URI, "https://"):
 		return modelLocation{arg: m.URI}, nil
+	case strings.HasPrefix(m.URI, "s3://"):
+		if m.S3 == nil || m.S3.SecretName == "" {
+			return modelLocation{}, fmt.Errorf("uri %q needs spec.model.s3.secretName", m.URI)
+		}
+		return modelLocation{arg: m.URI, s3Secret: m.S3.SecretName}, nil
 	case strings.HasPrefix(m.URI, "pvc://"):
 		claim, path, ok := strings.Cut(strings.TrimPrefix(m.URI, "pvc://"), "/")
 		if !ok || claim == "" || path == "" {

@@ -101,20 +101,34 @@ func trainingRunning(o *observation) *decision {
 		return nil
 	}
 	msg := fmt.Sprintf("training Job %s is running", o.training.job.Name)
+	if n := attemptOf(o.training.job); n > 1 {
+		msg = fmt.Sprintf("training Job %s (attempt %d of %d) is running", o.training.job.Name, n, maxAttempts(o.mw))
+	}
 	if p := o.progress(); p != "" {
 		msg += ": " + p
 	}
 	return decide(condUnknown, fragilev1alpha1.ReasonTrainingInProgress, msg)
 }
 
-// trainingFailed: the training Job finished without a usable report.
+// trainingFailed: the training Job finished without a usable report; another attempt waits for
+// its backoff (TrainingBackoff) or none is left (TrainingFailed).
 func trainingFailed(o *observation) *decision {
 	if o.result.ok {
 		return nil
 	}
+	n, limit := attemptOf(o.training.job), maxAttempts(o.mw)
+	if o.retrying() {
+		when := "at " + o.nextAttempt.UTC().Format(time.RFC3339)
+		if o.mw.Spec.Suspend {
+			when = "once spec.suspend is false"
+		}
+		return decide(condUnknown, fragilev1alpha1.ReasonTrainingBackoff, clip(fmt.Sprintf(
+			"training attempt %d of %d (Job %s) failed: %s; attempt %d starts %s",
+			n, limit, o.training.job.Name, o.result.problem, n+1, when)))
+	}
 	return decide(condFalse, fragilev1alpha1.ReasonTrainingFailed, clip(fmt.Sprintf(
-		"training Job %s did not produce a watermark: %s. Delete the Job to try again, or change the spec",
-		o.training.job.Name, o.result.problem)))
+		"training Job %s did not produce a watermark (attempt %d of %d, no retries left): %s. Delete the "+
+			"training Jobs to start again, or change the spec", o.training.job.Name, n, limit, o.result.problem)))
 }
 
 // trainedUnpinnedBytes: spec.model.sha256 pins bytes other than the ones training read.
@@ -141,8 +155,8 @@ func bundleNotHeld(o *observation) *decision {
 // watermarked: nothing stands in the way.
 func watermarked(o *observation) *decision {
 	r := o.result.report
-	msg := fmt.Sprintf("%d triggers sealed into Secret %s by training Job %s after %d steps",
-		r.Triggers, bundleSecretName(o.mw), o.training.job.Name, r.Steps)
+	msg := fmt.Sprintf("%d triggers sealed into %s by training Job %s after %d steps",
+		r.Triggers, bundlePlace(o.mw), o.training.job.Name, r.Steps)
 	if r.KeyID != "" {
 		msg += fmt.Sprintf(" (key %s)", r.KeyID)
 	}
@@ -229,9 +243,10 @@ func verificationFailed(o *observation) *decision {
 	if v.conclusive() {
 		return nil
 	}
-	return decide(condUnknown, fragilev1alpha1.ReasonVerificationFailed, clip(fmt.Sprintf(
-		"verification Job %s reached no verdict: %s. This says nothing about tampering; the next "+
-			"verification will try again", v.run.job.Name, v.message)))
+	reason, hint := failureReason(o.mw, v.cause)
+	return decide(condUnknown, reason, clip(fmt.Sprintf(
+		"verification Job %s reached no verdict: %s. This says nothing about tampering; %sthe next "+
+			"verification will try again", v.run.job.Name, v.message, hint)))
 }
 
 // intact: the newest verification found every trigger with its key label.

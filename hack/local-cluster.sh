@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # hack/local-cluster.sh: a local Kubernetes control plane on loopback where Jobs really run, with
 # no Docker, no kind and no cluster: etcd + kube-apiserver + kube-controller-manager (the real Job
-# controller and garbage collector) + hack/localnode, a development node agent that runs each
+# controller and garbage collector) + test/localnode, a development node agent that runs each
 # Pod's container as a host process (see hack/README.md; it is not a kubelet).
 #
 #   hack/local-cluster.sh start        start everything, print: export KUBECONFIG=...
@@ -29,7 +29,7 @@
 #                            binary that stands for each; Pods of other images are refused
 #   LOCAL_NODE_NAME          Node name (default local-node)
 #   LOCAL_NODE_PVC_ROOT      PVC CLAIM is the directory LOCAL_NODE_PVC_ROOT/CLAIM (default DIR/pvc)
-#   LOCAL_NODE_BIN           a prebuilt hack/localnode binary (default: go build into DIR/bin)
+#   LOCAL_NODE_BIN           a prebuilt test/localnode binary (default: go build into DIR/bin)
 #   LOCAL_NODE_ARGS          extra flags for the agent (word-split)
 #   LOCAL_CLUSTER_OWNER_PID  stop the cluster by itself once this process is gone (tests and
 #                            scripts that may be killed before they can run stop)
@@ -251,8 +251,8 @@ EOF
   local node_bin=${LOCAL_NODE_BIN:-}
   if [[ "${LOCAL_CLUSTER_NODE:-1}" != 0 && -z "$node_bin" ]]; then
     node_bin="$DIR/bin/localnode"
-    log "building hack/localnode"
-    (cd "$REPO" && go build -o "$node_bin" ./hack/localnode) || die "go build ./hack/localnode failed"
+    log "building test/localnode"
+    (cd "$REPO" && go build -o "$node_bin" ./test/localnode) || die "go build ./test/localnode failed"
   fi
 
   # Certificates: a CA, the API server's serving certificate for loopback, the service-account key.

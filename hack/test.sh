@@ -34,6 +34,10 @@ eval "$(WITH_CONTROLLER_MANAGER=1 hack/setup-envtest.sh)"
 export KUBEBUILDER_ASSETS
 export FRAGILE_ORT_LIB="$(onnxruntime_lib)"
 
+log "S3 server for the storage tests (versitygw, built once into the cache)"
+eval "$(hack/setup-s3.sh)"
+export FRAGILE_S3_SERVER
+
 log "data sets"
 install_datasets
 export FRAGILE_FASHION_MNIST_DIR="$fashion_mnist_dir"
@@ -51,5 +55,15 @@ hack/conformance.sh
 
 log "OpenBLAS build (hack/test-openblas.sh)"
 hack/test-openblas.sh
+
+log "container image: make image writes bin/fragile-image.tar; test/image unpacks and runs it"
+make --no-print-directory image
+FRAGILE_IMAGE_TAR="$PWD/bin/fragile-image.tar" go test -count=1 ./test/image/
+
+log "alert rules: promtool check rules and test rules (hack/promtool.sh)"
+hack/promtool.sh
+
+log "staticcheck (hack/staticcheck.sh)"
+hack/staticcheck.sh
 
 log "all checks passed"

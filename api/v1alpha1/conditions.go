@@ -30,8 +30,12 @@ const (
 	ReasonTrainingPending = "TrainingPending"
 	// ReasonTrainingInProgress: the training Job for the current spec is running.
 	ReasonTrainingInProgress = "TrainingInProgress"
-	// ReasonTrainingFailed: the training Job failed, timed out, or ended without a usable report.
+	// ReasonTrainingFailed: the last allowed training attempt (spec.training.maxAttempts) failed,
+	// timed out, or ended without a usable report.
 	ReasonTrainingFailed = "TrainingFailed"
+	// ReasonTrainingBackoff: a training attempt failed and the next one waits for its backoff
+	// (Watermarked=Unknown); the message names the failed attempt and when the next starts.
+	ReasonTrainingBackoff = "TrainingBackoff"
 	// ReasonWatermarked: training succeeded and the bundle is sealed (Watermarked=True).
 	ReasonWatermarked = "Watermarked"
 	// ReasonBundleMissing: training succeeded but the bundle Secret is gone or holds a bundle of
@@ -60,6 +64,18 @@ const (
 	// does not exist, has no URL in its status yet, or cannot be read (KServe not installed);
 	// no verification Job starts until it resolves. Intact=Unknown.
 	ReasonEndpointUnresolved = "EndpointUnresolved"
+	// ReasonStorageUnreachable: the newest verification could not reach the bundle's or the
+	// model's storage (S3 endpoint down, DNS, TLS: a private CA belongs in the S3 Secret's ca.crt).
+	// Intact=Unknown.
+	ReasonStorageUnreachable = "StorageUnreachable"
+	// ReasonStorageAccessDenied: the storage refused the credentials in the S3 Secret. Intact=Unknown.
+	ReasonStorageAccessDenied = "StorageAccessDenied"
+	// ReasonBundleNotFound: the sealed bundle (or its bucket or file) is gone; delete the training
+	// Jobs to watermark afresh. Intact=Unknown.
+	ReasonBundleNotFound = "BundleNotFound"
+	// ReasonBundleDigestMismatch: the bundle's bytes differ from the digest recorded when it was
+	// sealed (replaced or damaged). Could not verify, not tampering: Intact=Unknown.
+	ReasonBundleDigestMismatch = "BundleDigestMismatch"
 	// ReasonVerificationFailed: the newest verification reached no verdict (unreadable model,
 	// wrong key, corrupt bundle, timeout, crash, missing or garbled report). Intact=Unknown.
 	ReasonVerificationFailed = "VerificationFailed"

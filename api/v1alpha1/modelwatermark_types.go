@@ -49,6 +49,12 @@ type ModelWatermarkSpec struct {
 	// +optional
 	Verification VerificationSpec `json:"verification,omitempty"`
 
+	// bundle says where the sealed trigger bundle is kept. Unset: data key "bundle" of the
+	// Secret <name>-bundle, which holds bundles up to about 1 MiB (100 triggers of a 3x32x32
+	// model take 1.2 MB, so larger models need a PVC or S3). Changing it retrains.
+	// +optional
+	Bundle *BundleStorage `json:"bundle,omitempty"`
+
 	// suspend stops the operator from starting new training and verification Jobs. Jobs
 	// already running finish; conditions keep the last result and Ready turns False.
 	// +optional
@@ -57,7 +63,9 @@ type ModelWatermarkSpec struct {
 
 // ModelSource locates the deployed model in the KServe storage-URI style.
 //
-// +kubebuilder:validation:XValidation:rule="self.uri.startsWith('pvc://') || self.uri.startsWith('http://') || self.uri.startsWith('https://') || self.uri.startsWith('/')",message="uri must be pvc://CLAIM/PATH, http(s)://HOST/PATH, or an absolute path inside spec.model.volume",fieldPath=".uri"
+// +kubebuilder:validation:XValidation:rule="self.uri.startsWith('pvc://') || self.uri.startsWith('s3://') || self.uri.startsWith('http://') || self.uri.startsWith('https://') || self.uri.startsWith('/')",message="uri must be pvc://CLAIM/PATH, s3://BUCKET/KEY, http(s)://HOST/PATH, or an absolute path inside spec.model.volume",fieldPath=".uri"
+// +kubebuilder:validation:XValidation:rule="!self.uri.startsWith('s3://') || self.uri.matches('^s3://[a-z0-9][-a-z0-9.]*[a-z0-9]/[^/].*$')",message="an s3:// uri must name a bucket and a key: s3://BUCKET/KEY",fieldPath=".uri"
+// +kubebuilder:validation:XValidation:rule="self.uri.startsWith('s3://') == has(self.s3)",message="spec.model.s3 (the Secret with the endpoint and credentials) is required for an s3:// uri and only allowed with one",fieldPath=".uri"
 // +kubebuilder:validation:XValidation:rule="!self.uri.startsWith('pvc://') || self.uri.matches('^pvc://[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[^/].*$')",message="a pvc:// uri must name a claim and a file inside it: pvc://CLAIM/PATH",fieldPath=".uri"
 // +kubebuilder:validation:XValidation:rule="self.uri.startsWith('http://') || self.uri.startsWith('https://') || !self.uri.matches('(^|/)[.][.](/|$)')",message="uri must not contain '..' path segments",fieldPath=".uri"
 // +kubebuilder:validation:XValidation:rule="!self.uri.startsWith('/') || has(self.volume)",message="uri is an absolute path, so spec.model.volume must say which volume holds it",fieldPath=".uri"
@@ -65,6 +73,7 @@ type ModelWatermarkSpec struct {
 type ModelSource struct {
 	// uri is where the Jobs read the model (an ONNX file):
 	// "pvc://CLAIM/PATH" mounts PersistentVolumeClaim CLAIM read-only and reads PATH inside it;
+	// "s3://BUCKET/KEY" is read through the S3 API with the credentials in spec.model.s3;
 	// "http://..." or "https://..." is downloaded by the Job;
 	// "/ABSOLUTE/PATH" is a file inside spec.model.volume, mounted at its mountPath.
 	// +kubebuilder:validation:MinLength=2
@@ -83,6 +92,10 @@ type ModelSource struct {
 	// volume holds the model when uri is an absolute path (the local demo uses a hostPath).
 	// +optional
 	Volume *ModelVolume `json:"volume,omitempty"`
+
+	// s3 says how the Jobs reach an s3:// uri.
+	// +optional
+	S3 *S3Access `json:"s3,omitempty"`
 
 	// inputRange is the range of input values the model expects (mnist-7: 0 to 255). Triggers
 	// are generated inside it so that a serving stack's input validation cannot tell them apart.
@@ -118,6 +131,44 @@ type ModelInput struct {
 	// +kubebuilder:validation:items:XValidation:rule="self.matches('^(0|[1-9][0-9]{0,14})([.][0-9]{1,15})?$') && double(self) > 0.0",message="must be a positive decimal number such as 0.225 (no exponent)"
 	// +required
 	Std []string `json:"std"`
+}
+
+// BundleStorage is where the sealed bundle lives besides the default Secret. The bundle is
+// encrypted and authenticated under the key wherever it is, and the operator records its
+// digest (status.bundle.digest): a verification that finds other bytes there reports
+// "could not verify" (Intact=Unknown, reason BundleDigestMismatch), never tampering.
+//
+// +kubebuilder:validation:XValidation:rule="self.uri.startsWith('pvc://') || self.uri.startsWith('s3://')",message="spec.bundle.uri must be pvc://CLAIM/PATH or s3://BUCKET/KEY (omit spec.bundle to keep the bundle in a Secret)",fieldPath=".uri"
+// +kubebuilder:validation:XValidation:rule="!self.uri.startsWith('pvc://') || self.uri.matches('^pvc://[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[^/].*[^/]$')",message="a pvc:// bundle uri must name a claim and a file inside it: pvc://CLAIM/PATH",fieldPath=".uri"
+// +kubebuilder:validation:XValidation:rule="!self.uri.startsWith('s3://') || self.uri.matches('^s3://[a-z0-9][-a-z0-9.]*[a-z0-9]/[^/].*[^/]$')",message="an s3:// bundle uri must name a bucket and a key: s3://BUCKET/KEY",fieldPath=".uri"
+// +kubebuilder:validation:XValidation:rule="!self.uri.matches('(^|/)[.][.](/|$)')",message="spec.bundle.uri must not contain '..' path segments",fieldPath=".uri"
+// +kubebuilder:validation:XValidation:rule="self.uri.startsWith('s3://') == has(self.s3)",message="spec.bundle.s3 (the Secret with the endpoint and credentials) is required for an s3:// uri and only allowed with one",fieldPath=".uri"
+type BundleStorage struct {
+	// uri is "pvc://CLAIM/PATH" (the training Job mounts the claim read-write and writes PATH;
+	// verification mounts it read-only) or "s3://BUCKET/KEY" (written and read through the S3
+	// API with the credentials in s3.secretName).
+	// +kubebuilder:validation:MinLength=8
+	// +kubebuilder:validation:MaxLength=2048
+	// +required
+	URI string `json:"uri"`
+
+	// s3 says how the Jobs reach an s3:// uri.
+	// +optional
+	S3 *S3Access `json:"s3,omitempty"`
+}
+
+// S3Access names the Secret, in the resource's namespace, that tells the Jobs how to reach
+// S3-compatible storage. Its data keys are the AWS tools' names: AWS_ENDPOINT_URL
+// (https://HOST[:PORT]), AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, optionally AWS_REGION
+// (default us-east-1) and ca.crt (a PEM bundle to trust for a private CA). The Secret is
+// mounted into the Jobs only; the manager never reads it.
+type S3Access struct {
+	// secretName is the Secret's name.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	// +required
+	SecretName string `json:"secretName"`
 }
 
 // ModelVolume is a volume mounted read-only into the training and verification Jobs. It
@@ -220,6 +271,25 @@ type TrainingSpec struct {
 	// resources are the training container's compute requests and limits.
 	// +optional
 	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// maxAttempts is how many training Jobs are run, at most, for one watermark: a failed
+	// attempt (crash, eviction, timeout, unreachable model, failed report) is retried after an
+	// exponential backoff until this many attempts have failed, then Watermarked turns False
+	// with reason TrainingFailed. 1 disables retries.
+	// +kubebuilder:default=3
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10
+	// +optional
+	MaxAttempts int32 `json:"maxAttempts,omitempty"`
+
+	// retryDelaySeconds is the wait after the first failed attempt; each further failure doubles
+	// it (30 s, 60 s, 120 s, ...), capped at one hour. The Watermarked condition (reason
+	// TrainingBackoff) and status.training.nextAttemptTime say when the next attempt starts.
+	// +kubebuilder:default=30
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=3600
+	// +optional
+	RetryDelaySeconds int32 `json:"retryDelaySeconds,omitempty"`
 }
 
 // DefaultVerificationPeriodSeconds is spec.verification.periodSeconds when unset. The CRD's
@@ -316,10 +386,15 @@ type ModelWatermarkStatus struct {
 // BundleStatus locates the sealed bundle. The bundle holds the triggers encrypted under the
 // key; the key itself is never copied into it.
 type BundleStatus struct {
-	// secretName is the Secret in this namespace that holds the bundle.
-	SecretName string `json:"secretName"`
+	// uri is where the bundle is: pvc://CLAIM/PATH or s3://BUCKET/KEY; unset for a Secret.
+	// +optional
+	URI string `json:"uri,omitempty"`
+	// secretName is the Secret in this namespace that holds the bundle, when it is in one.
+	// +optional
+	SecretName string `json:"secretName,omitempty"`
 	// key is the data key inside that Secret.
-	Key string `json:"key"`
+	// +optional
+	Key string `json:"key,omitempty"`
 	// digest is "sha256:<hex>" of the sealed bundle bytes, as written by the training Job.
 	// +optional
 	Digest string `json:"digest,omitempty"`
@@ -333,8 +408,15 @@ type BundleStatus struct {
 
 // TrainingStatus describes a training Job.
 type TrainingStatus struct {
-	// jobName is the training Job's name.
+	// jobName is the training Job's name (of the newest attempt).
 	JobName string `json:"jobName"`
+	// attempt is the number of that Job's attempt, from 1 to spec.training.maxAttempts.
+	// +optional
+	Attempt int32 `json:"attempt,omitempty"`
+	// nextAttemptTime is when the next attempt starts, while a failed attempt waits for its
+	// retry; unset otherwise.
+	// +optional
+	NextAttemptTime *metav1.Time `json:"nextAttemptTime,omitempty"`
 	// progress is the Job's latest progress line while it runs, e.g. "step 40/300, key match 87%".
 	// +optional
 	Progress string `json:"progress,omitempty"`

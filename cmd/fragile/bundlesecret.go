@@ -66,6 +66,23 @@ func storeBundle(ctx context.Context, secrets corev1client.SecretInterface, name
 	}
 	sum := sha256.Sum256(bundle)
 	digest := "sha256:" + hex.EncodeToString(sum[:])
+	return updateReserved(ctx, secrets, name, hash, digest, map[string][]byte{contract.BundleDataKey: bundle})
+}
+
+// writeBundleRecord marks Secret name with the digest of a bundle stored elsewhere (a PVC or
+// S3), under the same reservation check: the operator learns the digest from it, and a
+// superseded Job cannot claim a newer watermark's place.
+func writeBundleRecord(ctx context.Context, name, digest string) error {
+	secrets, err := inClusterSecrets()
+	if err != nil {
+		return err
+	}
+	return updateReserved(ctx, secrets, name, os.Getenv(contract.EnvWatermarkHash), digest, nil)
+}
+
+// updateReserved sets the bundle digest annotation and data of Secret name with optimistic
+// concurrency, if the Secret is still reserved for watermark hash (when set).
+func updateReserved(ctx context.Context, secrets corev1client.SecretInterface, name, hash, digest string, data map[string][]byte) error {
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		s, err := secrets.Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
@@ -79,7 +96,7 @@ func storeBundle(ctx context.Context, secrets corev1client.SecretInterface, name
 			s.Annotations = map[string]string{}
 		}
 		s.Annotations[contract.AnnotationBundleDigest] = digest
-		s.Data = map[string][]byte{contract.BundleDataKey: bundle}
+		s.Data = data
 		if _, err := secrets.Update(ctx, s, metav1.UpdateOptions{}); err != nil {
 			if apierrors.IsConflict(err) {
 				return err

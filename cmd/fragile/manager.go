@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	fragilev1alpha1 "github.com/fragile-operator/fragile-operator/api/v1alpha1"
@@ -24,12 +26,20 @@ import (
 func init() { subcommands["manager"] = runManager }
 
 // runManager runs the operator: the ModelWatermark controller, health and readiness probes and
-// the Prometheus metrics endpoint.
+// the Prometheus metrics endpoint (HTTPS with authentication and authorization by default).
 func runManager(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("fragile manager", flag.ContinueOnError)
 	var (
-		metricsAddr = fs.String("metrics-bind-address", ":8080",
-			`address of the Prometheus /metrics endpoint (plain HTTP); "0" disables it`)
+		metricsAddr = fs.String("metrics-bind-address", ":8443",
+			`address of the Prometheus /metrics endpoint; "0" disables it`)
+		secureMetrics = fs.Bool("metrics-secure", true,
+			"serve /metrics over HTTPS, to callers whose token the API server authenticates and authorizes "+
+				"for GET /metrics (ClusterRole metrics-reader); false serves plain HTTP to anyone")
+		metricsCertDir = fs.String("metrics-cert-dir", "",
+			"directory with the metrics server's tls.crt and tls.key (say, from cert-manager); "+
+				"without it a self-signed certificate is generated at start")
+		enableHTTP2 = fs.Bool("enable-http2", false,
+			"serve HTTP/2 on the metrics endpoint; off because of the HTTP/2 stream resets of CVE-2023-44487 and CVE-2023-39325")
 		probeAddr = fs.String("health-probe-bind-address", ":8081",
 			"address of the /healthz and /readyz endpoints")
 		leaderElect = fs.Bool("leader-elect", false,
@@ -69,7 +79,7 @@ func runManager(ctx context.Context, args []string) int {
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: *metricsAddr},
+		Metrics:                metricsOptions(*metricsAddr, *secureMetrics, *metricsCertDir, *enableHTTP2),
 		HealthProbeBindAddress: *probeAddr,
 		LeaderElection:         *leaderElect,
 		LeaderElectionID:       "fragile-operator.fragile.dev",
@@ -105,6 +115,25 @@ func runManager(ctx context.Context, args []string) int {
 		return exitUsage
 	}
 	return 0
+}
+
+// metricsOptions serves /metrics as kubebuilder scaffolds it today: HTTPS, with each request's
+// bearer token checked by the API server (TokenReview) and authorized for GET on the /metrics
+// non-resource URL (SubjectAccessReview), so only ServiceAccounts bound to the metrics-reader
+// ClusterRole can scrape it.
+func metricsOptions(addr string, secure bool, certDir string, http2 bool) metricsserver.Options {
+	opts := metricsserver.Options{BindAddress: addr, SecureServing: secure}
+	if !secure {
+		return opts
+	}
+	opts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	if certDir != "" {
+		opts.CertDir, opts.CertName, opts.KeyName = certDir, "tls.crt", "tls.key"
+	}
+	if !http2 {
+		opts.TLSOpts = append(opts.TLSOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
+	}
+	return opts
 }
 
 // envOr returns the environment variable key, or def when it is unset or empty.

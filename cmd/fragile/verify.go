@@ -9,7 +9,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/fragile-operator/fragile-operator/internal/cli"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile"
 )
 
@@ -19,9 +18,13 @@ func init() { subcommands["verify"] = verify }
 // it could not be verified (unreadable model, wrong key, damaged bundle, ...).
 func verify(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
-	modelRef := fs.String("model", "", "ONNX model file or http(s) URL (required unless --endpoint)")
-	bundlePath := fs.String("bundle", "", "sealed bundle from `fragile watermark` (required)")
+	modelRef := fs.String("model", "", "ONNX model file, http(s) URL or s3://BUCKET/KEY (required unless --endpoint)")
+	bundlePath := fs.String("bundle", "", "sealed bundle from `fragile watermark`: a file or s3://BUCKET/KEY (required)")
 	keyPath := fs.String("key", "", "key file (required)")
+	var src verifySources
+	fs.StringVar(&src.modelS3, "model-s3-credentials", "", "directory of S3 settings for an s3:// --model (default: AWS_* environment)")
+	fs.StringVar(&src.bundleS3, "bundle-s3-credentials", "", "directory of S3 settings for an s3:// --bundle (default: AWS_* environment)")
+	fs.StringVar(&src.bundleDigest, "bundle-digest", "", `"sha256:<hex>" the bundle must have; other bytes: could not verify`)
 	asJSON := fs.Bool("json", false, "print one JSON object instead of text")
 	report := fs.String("report", "", "also write the JSON report here (a Job's termination message path)")
 	var live endpointFlags
@@ -30,14 +33,15 @@ func verify(ctx context.Context, args []string) int {
 		return exitUsage
 	}
 	start := time.Now()
+	src.model, src.bundle, src.key = *modelRef, *bundlePath, *keyPath
 	var r fragile.VerifyReport
 	switch {
 	case live.url != "" && *modelRef != "":
 		r = fragile.VerifyReport{Result: fragile.ResultError, Message: "--model and --endpoint exclude each other: verify a file or a live endpoint"}
 	case live.url != "":
-		r = verifyEndpoint(ctx, &live, *bundlePath, *keyPath)
+		r = verifyEndpoint(ctx, &live, src)
 	default:
-		r = verifyFiles(ctx, *modelRef, *bundlePath, *keyPath)
+		r = verifyFrom(ctx, src)
 	}
 	if r.Result == fragile.ResultError && r.DurationSeconds == 0 {
 		r.DurationSeconds = time.Since(start).Seconds()
@@ -60,20 +64,53 @@ func verify(ctx context.Context, args []string) int {
 	return code
 }
 
+// verifySources says where verification reads from: model, bundle and key references, the S3
+// settings for s3:// ones, and the digest the bundle must have.
+type verifySources struct {
+	model, bundle, key string
+	modelS3, bundleS3  string
+	bundleDigest       string
+}
+
 func verifyFiles(ctx context.Context, modelRef, bundlePath, keyPath string) fragile.VerifyReport {
-	failed := func(err error) fragile.VerifyReport {
-		return fragile.VerifyReport{Result: fragile.ResultError, Message: err.Error()}
+	return verifyFrom(ctx, verifySources{model: modelRef, bundle: bundlePath, key: keyPath})
+}
+
+// openBundle reads the key and the sealed bundle from wherever src says, checks the
+// bundle's digest when one is given, and opens it. cause classifies a storage failure.
+func openBundle(ctx context.Context, src verifySources) (_ *fragile.Bundle, cause string, _ error) {
+	if src.bundle == "" || src.key == "" {
+		return nil, "", errors.New("--bundle and --key are required")
 	}
-	if modelRef == "" || bundlePath == "" || keyPath == "" {
-		return failed(errors.New("--model (or --endpoint), --bundle and --key are required"))
-	}
-	bundle, err := openBundle(bundlePath, keyPath)
+	key, err := readKey(src.key)
 	if err != nil {
-		return failed(err)
+		return nil, "", err
 	}
-	model, err := cli.ReadModel(ctx, modelRef)
+	sealed, cause, err := readBundleFrom(ctx, src.bundle, src.bundleS3, src.bundleDigest)
 	if err != nil {
-		return failed(err)
+		return nil, cause, err
+	}
+	bundle, err := fragile.Open(sealed, key)
+	if err != nil {
+		return nil, "", fmt.Errorf("bundle %s: %w", src.bundle, err)
+	}
+	return bundle, "", nil
+}
+
+func verifyFrom(ctx context.Context, src verifySources) fragile.VerifyReport {
+	failed := func(err error, cause string) fragile.VerifyReport {
+		return fragile.VerifyReport{Result: fragile.ResultError, Message: err.Error(), Cause: cause}
+	}
+	if src.model == "" || src.bundle == "" || src.key == "" {
+		return failed(errors.New("--model (or --endpoint), --bundle and --key are required"), "")
+	}
+	bundle, cause, err := openBundle(ctx, src)
+	if err != nil {
+		return failed(err, cause)
+	}
+	model, err := readModelFrom(ctx, src.model, src.modelS3)
+	if err != nil {
+		return failed(err, modelCause(err))
 	}
 	return fragile.Verify(ctx, model, bundle)
 }

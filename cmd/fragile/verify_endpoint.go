@@ -126,7 +126,7 @@ func readAuthDir(dir string, h http.Header) error {
 }
 
 // verifyEndpoint opens the bundle and verifies the live model against it.
-func verifyEndpoint(ctx context.Context, f *endpointFlags, bundlePath, keyPath string) fragile.VerifyReport {
+func verifyEndpoint(ctx context.Context, f *endpointFlags, src verifySources) fragile.VerifyReport {
 	failed := func(err error) fragile.VerifyReport {
 		return fragile.VerifyReport{Result: fragile.ResultError, Message: err.Error()}
 	}
@@ -134,9 +134,11 @@ func verifyEndpoint(ctx context.Context, f *endpointFlags, bundlePath, keyPath s
 	if err != nil {
 		return failed(err)
 	}
-	bundle, err := openBundle(bundlePath, keyPath)
+	bundle, cause, err := openBundle(ctx, src)
 	if err != nil {
-		return failed(err)
+		r := failed(err)
+		r.Cause = cause
+		return r
 	}
 	c, err := endpoint.New(cfg, nil)
 	if err != nil {
@@ -147,24 +149,4 @@ func verifyEndpoint(ctx context.Context, f *endpointFlags, bundlePath, keyPath s
 		decoys = -1 // the flag's 0 means none
 	}
 	return endpoint.Verify(ctx, c, bundle, endpoint.VerifyOptions{Decoys: decoys})
-}
-
-// openBundle reads the key and opens the sealed bundle with it.
-func openBundle(bundlePath, keyPath string) (*fragile.Bundle, error) {
-	if bundlePath == "" || keyPath == "" {
-		return nil, errors.New("--bundle and --key are required")
-	}
-	key, err := readKey(keyPath)
-	if err != nil {
-		return nil, err
-	}
-	sealed, err := os.ReadFile(bundlePath)
-	if err != nil {
-		return nil, fmt.Errorf("bundle file: %w", err)
-	}
-	bundle, err := fragile.Open(sealed, key)
-	if err != nil {
-		return nil, fmt.Errorf("bundle %s: %w", bundlePath, err)
-	}
-	return bundle, nil
 }

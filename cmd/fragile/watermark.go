@@ -19,10 +19,13 @@ func init() { subcommands["watermark"] = watermark }
 
 func watermark(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("watermark", flag.ContinueOnError)
-	modelRef := fs.String("model", "", "ONNX model file or http(s) URL (required)")
+	modelRef := fs.String("model", "", "ONNX model file, http(s) URL or s3://BUCKET/KEY (required)")
+	modelS3 := fs.String("model-s3-credentials", "", "directory of S3 settings for an s3:// --model (default: AWS_* environment)")
 	keyPath := fs.String("key", "", "key file from `fragile keygen` (required)")
-	out := fs.String("out", "", "sealed bundle file to write")
+	out := fs.String("out", "", "sealed bundle to write: a file or s3://BUCKET/KEY")
+	outS3 := fs.String("out-s3-credentials", "", "directory of S3 settings for an s3:// --out (default: AWS_* environment)")
 	outSecret := fs.String("out-secret", "", "write the sealed bundle into this Secret of the pod's namespace (in-cluster)")
+	progressSecret := fs.String("progress-secret", "", "report training progress on this Secret of the pod's namespace (in-cluster; default: --out-secret)")
 	report := fs.String("report", "", "also write the JSON report here (a Job's termination message path)")
 	triggers := fs.Int("triggers", 100, "number of triggers")
 	inputRange := fs.String("input-range", "0,1", "MIN,MAX of the pixel values, before --input-mean/--input-std (mnist-7: 0,255)")
@@ -62,13 +65,16 @@ func watermark(ctx context.Context, args []string) int {
 	if err != nil {
 		return failWith(err)
 	}
-	model, err := cli.ReadModel(ctx, *modelRef)
+	model, err := readModelFrom(ctx, *modelRef, *modelS3)
 	if err != nil {
 		return failWith(err)
 	}
 	progress := newProgressPrinter()
-	if *outSecret != "" {
-		toSecret := newSecretProgressReporter(ctx, *outSecret)
+	if *progressSecret == "" {
+		*progressSecret = *outSecret
+	}
+	if *progressSecret != "" {
+		toSecret := newSecretProgressReporter(ctx, *progressSecret)
 		toTerminal := progress
 		progress = func(p fragile.Progress) { toTerminal(p); toSecret(p) }
 	}
@@ -91,9 +97,17 @@ func watermark(ctx context.Context, args []string) int {
 	if err != nil {
 		return failWith(err)
 	}
+	var bundleURI string
 	if *out != "" {
-		if err := os.WriteFile(*out, sealed, 0o600); err != nil {
+		digest, err := writeBundleTo(ctx, *out, *outS3, sealed)
+		if err != nil {
 			return failWith(err)
+		}
+		bundleURI = *out
+		if *progressSecret != "" && *outSecret == "" {
+			if err := writeBundleRecord(ctx, *progressSecret, digest); err != nil {
+				return failWith(err)
+			}
 		}
 	}
 	if *outSecret != "" {
@@ -110,6 +124,8 @@ func watermark(ctx context.Context, args []string) int {
 		ModelDigest:     bundle.DigestString(),
 		KeyID:           key.ID(),
 		BundleBytes:     len(sealed),
+		BundleURI:       bundleURI,
+		BundleDigest:    digestOf(sealed),
 		DurationSeconds: time.Since(start).Seconds(),
 	}
 	if err := writeReport(*report, result); err != nil {

@@ -44,7 +44,18 @@ type VerifyReport struct {
 	Requests        int     `json:"requests,omitempty"`
 	DurationSeconds float64 `json:"durationSeconds"`
 	Message         string  `json:"message,omitempty"`
+	// Cause classifies an error result a person can act on (see the Cause constants); empty
+	// for other errors and for verdicts.
+	Cause string `json:"cause,omitempty"`
 }
+
+// Causes of a verification that could not run, for the Intact condition's reason.
+const (
+	CauseStorageUnreachable   = "StorageUnreachable"   // the bundle's or model's storage did not answer
+	CauseStorageAccessDenied  = "StorageAccessDenied"  // the storage refused the credentials
+	CauseBundleNotFound       = "BundleNotFound"       // the bundle (or its bucket) is gone
+	CauseBundleDigestMismatch = "BundleDigestMismatch" // the bundle's bytes are not the ones sealed
+)
 
 // WatermarkResult is the outcome of one watermarking run.
 type WatermarkResult string
@@ -69,4 +80,8 @@ type WatermarkReport struct {
 	BundleBytes     int             `json:"bundleBytes,omitempty"`
 	DurationSeconds float64         `json:"durationSeconds"`
 	Message         string          `json:"message,omitempty"`
+	// BundleURI and BundleDigest say where the sealed bundle was written (pvc:// or s3://;
+	// empty for a Secret) and "sha256:<hex>" of its bytes.
+	BundleURI    string `json:"bundleURI,omitempty"`
+	BundleDigest string `json:"bundleDigest,omitempty"`
 }

@@ -53,6 +53,9 @@ func TestDemo(t *testing.T) {
 			t.Errorf("after tampering, describe lacks %q", want)
 		}
 	}
+	if !strings.Contains(text, "/metrics without a token: 401") {
+		t.Errorf("the demo did not show /metrics refusing a request without a token")
+	}
 	if !regexp.MustCompile(`fragile_modelwatermark_intact_status\{[^}]*status="False"\} 1`).MatchString(metrics) {
 		t.Errorf("the scraped metrics lack intact_status{status=\"False\"} 1:\n%s", metrics)
 	}
@@ -114,7 +117,7 @@ func demoPorts(t *testing.T, dir, output string) []string {
 	if len(ports) < 3 {
 		t.Fatalf("ports.env lists %d ports, want the apiserver's, etcd's and the controller-manager's", len(ports))
 	}
-	if m := regexp.MustCompile(`metrics on http://127\.0\.0\.1:(\d+)/metrics`).FindStringSubmatch(output); m != nil {
+	if m := regexp.MustCompile(`metrics on https://127\.0\.0\.1:(\d+)/metrics`).FindStringSubmatch(output); m != nil {
 		ports = append(ports, m[1])
 	} else {
 		t.Errorf("the demo did not print the metrics address")

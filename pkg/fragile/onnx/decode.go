@@ -369,6 +369,9 @@ func appendDoubles(dst []float64, typ protowire.Type, v field) ([]float64, error
 	if typ != protowire.BytesType || len(v.b)%8 != 0 {
 		return nil, errors.New("malformed double list")
 	}
+	if int64(len(dst))+int64(len(v.b)/8) > MaxTensorElements {
+		return nil, errors.New("double list too long")
+	}
 	for i := 0; i < len(v.b); i += 8 {
 		dst = append(dst, math.Float64frombits(binary.LittleEndian.Uint64(v.b[i:])))
 	}

@@ -37,7 +37,7 @@ func (a *Agent) registerNode(ctx context.Context) error {
 					Name:   a.NodeName,
 					Labels: a.labels,
 					Annotations: map[string]string{
-						"fragile.dev/localnode-agent": "hack/localnode: a development tool that runs Pods as host processes, not a kubelet",
+						"fragile.dev/localnode-agent": "test/localnode: a development tool that runs Pods as host processes, not a kubelet",
 					},
 				},
 			}, metav1.CreateOptions{})
@@ -96,9 +96,9 @@ func (a *Agent) updateNodeStatus(ctx context.Context, ready bool) error {
 			MachineID:               readTrim("/etc/machine-id"),
 			BootID:                  readTrim("/proc/sys/kernel/random/boot_id"),
 		}
-		readyStatus, reason, msg := corev1.ConditionTrue, "LocalNodeAgentReady", "hack/localnode is running Pods as host processes (development tool, not a kubelet)"
+		readyStatus, reason, msg := corev1.ConditionTrue, "LocalNodeAgentReady", "test/localnode is running Pods as host processes (development tool, not a kubelet)"
 		if !ready {
-			readyStatus, reason, msg = corev1.ConditionFalse, "LocalNodeAgentStopped", "hack/localnode has stopped"
+			readyStatus, reason, msg = corev1.ConditionFalse, "LocalNodeAgentStopped", "test/localnode has stopped"
 		}
 		conds := []corev1.NodeCondition{
 			{Type: corev1.NodeReady, Status: readyStatus, Reason: reason, Message: msg},

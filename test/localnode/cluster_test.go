@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
 )
 
 // TestLocalClusterRunsJob is the integration test: hack/local-cluster.sh starts etcd,
@@ -43,7 +44,7 @@ func TestLocalClusterRunsJob(t *testing.T) {
 	if err != nil {
 		t.Skip("no sh")
 	}
-	script, err := filepath.Abs("../local-cluster.sh")
+	script, err := filepath.Abs("../../hack/local-cluster.sh")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +113,7 @@ func TestLocalClusterRunsJob(t *testing.T) {
 		return &batchv1.Job{
 			ObjectMeta: metav1.ObjectMeta{Name: name},
 			Spec: batchv1.JobSpec{
-				BackoffLimit: ptr(int32(0)),
+				BackoffLimit: ptr.To(int32(0)),
 				Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
 					RestartPolicy: corev1.RestartPolicyNever,
 					Containers: []corev1.Container{{

@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/ptr"
 )
 
 // Event reasons the agent uses besides the kubelet's usual ones.
@@ -395,7 +396,7 @@ func (a *Agent) start(ctx context.Context, pod *corev1.Pod) error {
 		st.Phase = corev1.PodRunning
 		st.StartTime = &started
 		cs := a.containerStatus(pod, corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: started}})
-		cs.Ready, cs.Started = true, ptr(true)
+		cs.Ready, cs.Started = true, ptr.To(true)
 		cs.ContainerID = fmt.Sprintf("localnode://%d", proc.Pid())
 		st.ContainerStatuses = []corev1.ContainerStatus{cs}
 		setConditions(st, true, started)
@@ -450,7 +451,7 @@ func (a *Agent) watch(pod *corev1.Pod, run *podRun, spec *ProcessSpec, started m
 			StartedAt: started, FinishedAt: finished,
 			ContainerID: fmt.Sprintf("localnode://%d", run.proc.Pid()),
 		}})
-		cs.Started = ptr(false)
+		cs.Started = ptr.To(false)
 		cs.ContainerID = fmt.Sprintf("localnode://%d", run.proc.Pid())
 		st.ContainerStatuses = []corev1.ContainerStatus{cs}
 		setConditions(st, false, finished)
@@ -489,7 +490,7 @@ func (a *Agent) terminate(ctx context.Context, pod *corev1.Pod, run *podRun) err
 	}
 	uid := pod.UID
 	err := a.Client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
-		GracePeriodSeconds: ptr(int64(0)),
+		GracePeriodSeconds: ptr.To(int64(0)),
 		Preconditions:      &metav1.Preconditions{UID: &uid},
 	})
 	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
@@ -550,7 +551,7 @@ func (a *Agent) updateStatus(ctx context.Context, pod *corev1.Pod, mutate func(*
 
 func (a *Agent) containerStatus(pod *corev1.Pod, state corev1.ContainerState) corev1.ContainerStatus {
 	c := pod.Spec.Containers[0]
-	cs := corev1.ContainerStatus{Name: c.Name, Image: c.Image, State: state, Started: ptr(false)}
+	cs := corev1.ContainerStatus{Name: c.Name, Image: c.Image, State: state, Started: ptr.To(false)}
 	if bin, ok := a.Translator.ImageMap[c.Image]; ok {
 		cs.ImageID = "localnode://" + bin
 	}
@@ -614,5 +615,3 @@ func readCapped(p string, n int64, tail bool) string {
 	m, _ := io.ReadFull(f, buf)
 	return string(buf[:m])
 }
-
-func ptr[T any](v T) *T { return &v }

@@ -121,7 +121,7 @@ func main() {
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: localnode --kubeconfig FILE --image-map IMAGE=BINARY [flags]\n\n"+
 			"Development tool, not a kubelet: runs the Pods of a local control plane as host processes.\n"+
-			"See the package documentation (go doc ./hack/localnode) and hack/README.md.\n\n")
+			"See the package documentation (go doc ./test/localnode) and hack/README.md.\n\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -144,7 +144,7 @@ func main() {
 	if err != nil {
 		logger.Fatal(err)
 	}
-	cfg.UserAgent = "localnode (hack/localnode development agent)"
+	cfg.UserAgent = "localnode (test/localnode development agent)"
 	ca := cfg.TLSClientConfig.CAData
 	if len(ca) == 0 && cfg.TLSClientConfig.CAFile != "" {
 		if ca, err = os.ReadFile(cfg.TLSClientConfig.CAFile); err != nil {

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
 )
 
 const testImage = "example.local/fragile:dev"
@@ -545,7 +546,7 @@ func TestPrepareServiceAccountKubeconfig(t *testing.T) {
 	}
 
 	// No token when the Pod opts out, and said so when it names no ServiceAccount.
-	spec, err = tr.Prepare(context.Background(), newPod("trainer", ptr(false)), t.TempDir())
+	spec, err = tr.Prepare(context.Background(), newPod("trainer", ptr.To(false)), t.TempDir())
 	if err != nil || envMap(spec.Env)["KUBECONFIG"] != "" {
 		t.Errorf("automount false: err %v, KUBECONFIG %q", err, envMap(spec.Env)["KUBECONFIG"])
 	}

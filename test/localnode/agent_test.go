@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/ptr"
 )
 
 const shellImage = "example.local/shell:1"
@@ -266,7 +267,7 @@ func TestAgentStopsProcessesOfDeletedPods(t *testing.T) {
 	pod := waitPhase(t, client, "graceful", corev1.PodRunning)
 	pid, dir := pidOf(t, pod), a.podDir(pod)
 	now := metav1.Now()
-	pod.DeletionTimestamp, pod.DeletionGracePeriodSeconds = &now, ptr(int64(30))
+	pod.DeletionTimestamp, pod.DeletionGracePeriodSeconds = &now, ptr.To(int64(30))
 	if err := client.Tracker().Update(corev1.SchemeGroupVersion.WithResource("pods"), pod, "default"); err != nil {
 		t.Fatal(err)
 	}
