@@ -117,7 +117,7 @@ func watermarkHash(mw *fragilev1alpha1.ModelWatermark) string {
 		URI: mw.Spec.Model.URI, SHA256: mw.Spec.Model.SHA256, Volume: mw.Spec.Model.Volume,
 		InputRange: mw.Spec.Model.InputRange, Input: mw.Spec.Model.Input, Triggers: mw.Spec.Triggers,
 		Bundle: locateBundle(mw).uri,
-		Key: [2]string{name, key}, Generated: generated,
+		Key:    [2]string{name, key}, Generated: generated,
 	}
 	b, err := json.Marshal(identity)
 	if err != nil {
