@@ -496,7 +496,3 @@ type ModelWatermarkList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ModelWatermark `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&ModelWatermark{}, &ModelWatermarkList{})
-}
