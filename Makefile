@@ -36,30 +36,30 @@ manifests: ## Generate the CRD and RBAC manifests from the API types and markers
 generate: ## Generate the DeepCopy methods of the API types.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
 
-# The product binary computes with OpenBLAS (cgo), linked statically so the image
-# needs no shared library; PURE_GO=1 builds the pure-Go variant (docs/inference.md).
+# The product binary computes with OpenBLAS (cgo), linked statically so the image needs
+# no shared library; PURE_GO=1 builds the pure-Go variant (docs/inference.md). `make build`
+# and `make image` use the same flags, so one compilation serves both.
 ifeq ($(PURE_GO),1)
-GO_BUILD_FLAGS ?=
+PRODUCT_GOENV ?= CGO_ENABLED=0 GOOS=linux
+GO_BUILD_FLAGS ?= -trimpath -ldflags '-s -w'
 else
-GO_BUILD_FLAGS ?= -tags openblas,osusergo,netgo -ldflags '-linkmode external -extldflags "-static"'
+PRODUCT_GOENV ?= CGO_ENABLED=1 GOOS=linux
+GO_BUILD_FLAGS ?= -trimpath -tags openblas,osusergo,netgo -ldflags '-s -w -linkmode external -extldflags "-static"'
 endif
 
 .PHONY: build
 build: ## Build the product binary bin/fragile (OpenBLAS linked statically; PURE_GO=1 for pure Go) and the research bench bin/fragile-lab.
-	go build $(GO_BUILD_FLAGS) -o $(BIN)/fragile ./cmd/fragile
+	$(PRODUCT_GOENV) go build $(GO_BUILD_FLAGS) -o $(BIN)/fragile ./cmd/fragile
 	go build -o $(BIN)/fragile-lab ./cmd/fragile-lab
 
-# How the product binary is built for the image: one place, used by `make image` (the Dockerfile
-# repeats these for people with Docker). A cgo build (say, statically linked OpenBLAS) changes
-# only these two lines.
-IMAGE_GOENV ?= CGO_ENABLED=0 GOOS=linux
-IMAGE_GOFLAGS ?= -trimpath -ldflags=-s\ -w
+# The image holds the binary `make build` makes (PRODUCT_GOENV, GO_BUILD_FLAGS above; the
+# Dockerfile repeats them for people with Docker).
 IMAGE_TAG ?= ghcr.io/fragile-operator/fragile:dev
 IMAGE_TAR ?= $(BIN)/fragile-image.tar
 
 .PHONY: image
 image: ## Write the operator's OCI image to bin/fragile-image.tar (no Docker daemon needed).
-	$(IMAGE_GOENV) go build $(IMAGE_GOFLAGS) -o $(BIN)/image/fragile ./cmd/fragile
+	$(PRODUCT_GOENV) go build $(GO_BUILD_FLAGS) -o $(BIN)/image/fragile ./cmd/fragile
 	go run ./hack/image --binary $(BIN)/image/fragile --out $(IMAGE_TAR) --tag $(IMAGE_TAG)
 
 .PHONY: run

