@@ -22,11 +22,12 @@ const repoRoot = "../../.."
 
 // torchFixture is one entry of the manifest hack/torch/export.py writes.
 type torchFixture struct {
-	Name    string `json:"name"`
-	Exact   string `json:"exact"`
-	Shape   []int  `json:"shape"`
-	Classes int    `json:"classes"`
-	N       int    `json:"n"`
+	Name      string `json:"name"`
+	Exact     string `json:"exact"`
+	InputName string `json:"inputName"`
+	Shape     []int  `json:"shape"`
+	Classes   int    `json:"classes"`
+	N         int    `json:"n"`
 }
 
 // TestTorchFixtures compiles every PyTorch fixture the way the product loads a
@@ -99,7 +100,7 @@ func TestTorchFixtures(t *testing.T) {
 			if ortBin == "" {
 				t.Log("FRAGILE_ORT_LIB is unset: not compared with onnxruntime (hack/test.sh sets it)")
 			} else {
-				b := &fragile.Bundle{InputShape: f.Shape, KeyLabels: make([]int, f.N), Triggers: inputs}
+				b := &fragile.Bundle{InputName: f.InputName, InputShape: f.Shape, Classes: f.Classes, KeyLabels: make([]int, f.N), Triggers: inputs}
 				res, err := eval.RunOrtRun(ortBin, lib, t.TempDir(), model, b, 1)
 				if err != nil {
 					t.Fatal(err)
