@@ -46,7 +46,8 @@ func TestEndpointVerificationJob(t *testing.T) {
 	pod := job.Spec.Template.Spec
 	want := []string{"fragile", "verify", "--endpoint", "https://mnist.models.svc:8443/serving", "--model-name", "mnist",
 		"--model-version", "3", "--timeout", "7s", "--auth-dir", endpointAuthDir, "--ca-file", endpointCADir + "/ca.crt",
-		"--bundle", "/var/run/fragile/bundle/bundle", "--key", "/var/run/fragile/key/key", "--json", "--report", "/dev/termination-log"}
+		"--bundle", "/var/run/fragile/bundle/bundle", "--bundle-digest", "sha256:b0b0",
+		"--key", "/var/run/fragile/key/key", "--json", "--report", "/dev/termination-log"}
 	if d := cmp.Diff(want, pod.Containers[0].Command); d != "" {
 		t.Errorf("verification command (-want +got):\n%s", d)
 	}
