@@ -72,10 +72,6 @@ type verifySources struct {
 	bundleDigest       string
 }
 
-func verifyFiles(ctx context.Context, modelRef, bundlePath, keyPath string) fragile.VerifyReport {
-	return verifyFrom(ctx, verifySources{model: modelRef, bundle: bundlePath, key: keyPath})
-}
-
 // openBundle reads the key and the sealed bundle from wherever src says, checks the
 // bundle's digest when one is given, and opens it. cause classifies a storage failure.
 func openBundle(ctx context.Context, src verifySources) (_ *fragile.Bundle, cause string, _ error) {

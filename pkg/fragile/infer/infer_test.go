@@ -116,16 +116,17 @@ func TestMatchesGradientBuilder(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					got, err = r.Logits(x)
+					if got, err = r.Logits(x); err != nil {
+						t.Fatal(err)
+					}
 				} else {
 					r, err := NewRunner[float64](prog, batch, 2)
 					if err != nil {
 						t.Fatal(err)
 					}
-					got, err = r.Logits(x)
-				}
-				if err != nil {
-					t.Fatal(err)
+					if got, err = r.Logits(x); err != nil {
+						t.Fatal(err)
+					}
 				}
 				if d := maxRelDiff(got, want, prog.Classes); d > tc.tol {
 					t.Errorf("%v: logits differ from the gradient builder's by %.3g of the row's scale (tolerance %g)", tc.dtype, d, tc.tol)
