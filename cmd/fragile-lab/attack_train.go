@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/fragile-operator/fragile-operator/internal/cli"
@@ -67,15 +66,12 @@ func attackTraining(ctx context.Context, kind string, args []string) int {
 		return fail(cmd, err)
 	}
 	trainSet, testSet = trainSet.Scaled(float32(hi)), testSet.Scaled(float32(hi))
-	if *inputMean != "" || *inputStd != "" {
-		mean, err := parseFloats("--input-mean", *inputMean)
-		if err != nil {
-			return fail(cmd, err)
-		}
-		std, err := parseFloats("--input-std", *inputStd)
-		if err != nil {
-			return fail(cmd, err)
-		}
+	norm, err := cli.ParseNormalization(*inputMean, *inputStd)
+	if err != nil {
+		return fail(cmd, err)
+	}
+	if norm.Mean != nil {
+		mean, std := float32s(norm.Mean), float32s(norm.Std)
 		if trainSet, err = trainSet.Normalised(mean, std); err != nil {
 			return fail(cmd, err)
 		}
@@ -175,15 +171,11 @@ func fitLayout(model []byte, trainSet, testSet *dataset.Set) (*dataset.Set, *dat
 	return nil, nil, fmt.Errorf("the data's examples are %v, the model takes %v", trainSet.Shape, net.InputShape)
 }
 
-// parseFloats parses a comma-separated list of numbers.
-func parseFloats(flagName, s string) ([]float32, error) {
-	var out []float32
-	for _, part := range strings.Split(s, ",") {
-		v, err := strconv.ParseFloat(strings.TrimSpace(part), 32)
-		if err != nil {
-			return nil, fmt.Errorf("%s %q: want comma-separated numbers, one per channel", flagName, s)
-		}
-		out = append(out, float32(v))
+// float32s converts the parsed normalisation to the data sets' precision.
+func float32s(v []float64) []float32 {
+	out := make([]float32, len(v))
+	for i, x := range v {
+		out[i] = float32(x)
 	}
-	return out, nil
+	return out
 }
