@@ -56,6 +56,9 @@ func convWeight(b *onnxtest.Builder, dims ...int64) string {
 	return b.Weight("conv.weight", 0, 0.4, dims...)
 }
 
+// volume is one example's shape for the 3-D spatial forms: (C, D, H, W).
+var volume = []int64{4, 4, 5, 4}
+
 // opCases are the op forms of issue 9, each checked by TestOpGradients.
 var opCases = map[string]opCase{
 	"Conv group 2 with bias": {body: func(b *onnxtest.Builder) string {
@@ -94,6 +97,33 @@ var opCases = map[string]opCase{
 	"GlobalAveragePool 1-D": {dims: []int64{4, 9}, body: func(b *onnxtest.Builder) string {
 		return b.Node("GlobalAveragePool", []string{b.Last()})
 	}},
+	"Conv 3-D group 2, bias, strides, dilations, asymmetric pads": {dims: volume, body: func(b *onnxtest.Builder) string {
+		return b.Node("Conv", []string{b.Last(), convWeight(b, 4, 2, 2, 3, 2), b.Weight("conv.bias", 0, 0.1, 4)},
+			onnxtest.AttrInt("group", 2), onnxtest.AttrInts("strides", 1, 2, 1), onnxtest.AttrInts("dilations", 2, 1, 1), onnxtest.AttrInts("pads", 1, 0, 1, 0, 1, 2))
+	}},
+	"Conv 3-D depthwise": {dims: volume, body: func(b *onnxtest.Builder) string {
+		return b.Node("Conv", []string{b.Last(), convWeight(b, 4, 1, 2, 2, 2)}, onnxtest.AttrInt("group", 4))
+	}},
+	"Conv 3-D auto_pad SAME_UPPER stride 2": {dims: volume, body: func(b *onnxtest.Builder) string {
+		return b.Node("Conv", []string{b.Last(), convWeight(b, 3, 4, 3, 2, 3), b.Weight("conv.bias", 0, 0.1, 3)},
+			onnxtest.AttrString("auto_pad", "SAME_UPPER"), onnxtest.AttrInts("strides", 2, 1, 2))
+	}},
+	"MaxPool 3-D ceil_mode, dilations, asymmetric pads": {dims: volume, body: func(b *onnxtest.Builder) string {
+		return b.Node("MaxPool", []string{b.Last()}, onnxtest.AttrInts("kernel_shape", 2, 2, 3), onnxtest.AttrInts("strides", 2, 1, 2),
+			onnxtest.AttrInts("dilations", 1, 2, 1), onnxtest.AttrInts("pads", 1, 0, 0, 0, 1, 1), onnxtest.AttrInt("ceil_mode", 1))
+	}},
+	"MaxPool 3-D auto_pad SAME_LOWER": {dims: volume, body: func(b *onnxtest.Builder) string {
+		return b.Node("MaxPool", []string{b.Last()}, onnxtest.AttrInts("kernel_shape", 2, 3, 2), onnxtest.AttrInts("strides", 2, 2, 2), onnxtest.AttrString("auto_pad", "SAME_LOWER"))
+	}},
+	"AveragePool 3-D count_include_pad ceil_mode": {dims: volume, body: func(b *onnxtest.Builder) string {
+		return b.Node("AveragePool", []string{b.Last()}, onnxtest.AttrInts("kernel_shape", 3, 2, 3), onnxtest.AttrInts("strides", 2, 2, 2),
+			onnxtest.AttrInts("pads", 1, 1, 0, 1, 0, 1), onnxtest.AttrInt("count_include_pad", 1), onnxtest.AttrInt("ceil_mode", 1))
+	}},
+	"AveragePool 3-D pads excluded": {dims: volume, body: func(b *onnxtest.Builder) string {
+		return b.Node("AveragePool", []string{b.Last()}, onnxtest.AttrInts("kernel_shape", 3, 3, 2), onnxtest.AttrInts("pads", 1, 1, 1, 1, 1, 0))
+	}},
+	"GlobalAveragePool 3-D": {dims: volume, body: func(b *onnxtest.Builder) string { return b.Node("GlobalAveragePool", []string{b.Last()}) }},
+	"GlobalMaxPool 3-D":     {dims: volume, body: func(b *onnxtest.Builder) string { return b.Node("GlobalMaxPool", []string{b.Last()}) }},
 	"MaxPool ceil_mode": {body: func(b *onnxtest.Builder) string {
 		return b.Node("MaxPool", []string{b.Last()}, onnxtest.AttrInts("kernel_shape", 3, 3), onnxtest.AttrInts("strides", 2, 2), onnxtest.AttrInt("ceil_mode", 1))
 	}},

@@ -20,62 +20,43 @@ type windowAttrs struct {
 func (w windowAttrs) symmetric() bool { return w.pads[0] == w.pads[2] && w.pads[1] == w.pads[3] }
 
 // readWindow reads kernel_shape (or the given default), strides, dilations, pads
-// and auto_pad for an input of spatial size in. A 1-D window (in of length 1) is
-// read as the 2-D window of height 1 that lift1D's reshaped input takes.
+// and auto_pad for an input of spatial size in, as readWindowND does, for a 1-D or
+// 2-D window. A 1-D window is read as the 2-D window of height 1 that lift1D's
+// reshaped input takes.
 func readWindow(node *onnx.Node, in []int, kernel []int) (windowAttrs, error) {
 	var w windowAttrs
-	spatial := len(in)
-	kernel = attrInts(node, "kernel_shape", kernel)
-	strides := attrInts(node, "strides", ones(spatial))
-	dilations := attrInts(node, "dilations", ones(spatial))
-	pads := attrInts(node, "pads", make([]int, 2*spatial))
-	if spatial == 1 && len(kernel) == 1 && len(strides) == 1 && len(dilations) == 1 && len(pads) == 2 {
-		in = []int{1, in[0]}
-		kernel, strides, dilations = []int{1, kernel[0]}, []int{1, strides[0]}, []int{1, dilations[0]}
-		pads = []int{0, pads[0], 0, pads[1]}
+	nd, err := readWindowND(node, in, kernel)
+	if err != nil {
+		return w, err
 	}
-	if len(kernel) != 2 || len(strides) != 2 || len(dilations) != 2 || len(pads) != 4 {
-		return w, unsupported("only 2-D windows are supported: kernel_shape %v, strides %v, dilations %v, pads %v", kernel, strides, dilations, pads)
-	}
-	for i := range 2 {
-		if kernel[i] < 1 || strides[i] < 1 || dilations[i] < 1 {
-			return w, fmt.Errorf("kernel_shape %v, strides %v and dilations %v must be positive", kernel, strides, dilations)
-		}
-		w.kernel[i], w.strides[i], w.dilations[i] = kernel[i], strides[i], dilations[i]
-	}
-	switch autoPad := attrString(node, "auto_pad", "NOTSET"); autoPad {
-	case "NOTSET", "":
-		copy(w.pads[:], pads)
-	case "VALID":
-	case "SAME_UPPER", "SAME_LOWER":
-		for i := range 2 {
-			out := (in[i] + w.strides[i] - 1) / w.strides[i]
-			total := max(0, (out-1)*w.strides[i]+(w.kernel[i]-1)*w.dilations[i]+1-in[i])
-			small, big := total/2, total-total/2
-			if autoPad == "SAME_UPPER" {
-				w.pads[i], w.pads[i+2] = small, big
-			} else {
-				w.pads[i], w.pads[i+2] = big, small
-			}
-		}
-	default:
-		return w, unsupported("auto_pad %q is not supported", autoPad)
-	}
-	for _, p := range w.pads {
-		if p < 0 {
-			return w, fmt.Errorf("negative pads %v", w.pads)
+	if len(in) == 1 {
+		nd = windowND{
+			kernel: []int{1, nd.kernel[0]}, strides: []int{1, nd.strides[0]}, dilations: []int{1, nd.dilations[0]},
+			padBegin: []int{0, nd.padBegin[0]}, padEnd: []int{0, nd.padEnd[0]},
 		}
 	}
+	if len(nd.kernel) != 2 {
+		return w, unsupported("only 1-D and 2-D windows are supported here, got %v", nd)
+	}
+	copy(w.kernel[:], nd.kernel)
+	copy(w.strides[:], nd.strides)
+	copy(w.dilations[:], nd.dilations)
+	copy(w.pads[:2], nd.padBegin)
+	copy(w.pads[2:], nd.padEnd)
 	return w, nil
 }
 
-// buildConv is 2-D convolution. One group with symmetric padding runs on
-// gorgonia's Conv2d (im2col and BLAS); grouped and depthwise convolution and
-// asymmetric padding run on convKernel.
+// buildConv is 1-D and 2-D convolution, and hands three or more spatial axes to
+// buildConvND. One group with symmetric padding runs on gorgonia's Conv2d (im2col
+// and BLAS); grouped and depthwise convolution and asymmetric padding run on
+// convKernel.
 func buildConv(b *builder, node *onnx.Node, in []*G.Node) (*G.Node, error) {
 	x, w, bias := in[0], in[1], in[2]
+	if volumetric(x) {
+		return buildConvND(b, node, in)
+	}
 	if x.Dims() != w.Dims() || (x.Dims() != 3 && x.Dims() != 4) {
-		return nil, unsupported("only 1-D and 2-D convolution (3-D and 4-D tensors) are supported, got input %v and weight %v", x.Shape(), w.Shape())
+		return nil, unsupported("convolution needs an input and a weight of one rank with at least one spatial axis (3-D or larger tensors), got input %v and weight %v", x.Shape(), w.Shape())
 	}
 	win, err := readWindow(node, x.Shape()[2:], w.Shape()[2:])
 	if err != nil {

@@ -6,19 +6,23 @@ import (
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/onnx"
 )
 
-// buildPool is MaxPool and AveragePool over 1-D and 2-D windows, with every attribute
-// from opset 7 to 17 (ceil_mode, dilations, count_include_pad, auto_pad,
-// asymmetric pads), on poolKernel.
+// buildPool is MaxPool and AveragePool with every attribute from opset 7 to 17
+// (ceil_mode, dilations, count_include_pad, auto_pad, asymmetric pads): over 1-D
+// and 2-D windows on poolKernel, over three or more spatial axes on poolNDKernel
+// (buildPoolND).
 func buildPool(_ *builder, node *onnx.Node, in []*G.Node) (*G.Node, error) {
 	x := in[0]
-	if x.Dims() != 3 && x.Dims() != 4 {
-		return nil, unsupported("only 1-D and 2-D pooling (3-D and 4-D tensors) are supported, got %v", x.Shape())
+	if x.Dims() < 3 {
+		return nil, unsupported("pooling needs at least one spatial axis (a 3-D or larger tensor), got %v", x.Shape())
 	}
 	if len(node.Outputs) > 1 && node.Outputs[1] != "" {
 		return nil, unsupported("the Indices output is not supported")
 	}
 	if node.Attr("kernel_shape") == nil {
 		return nil, unsupported("kernel_shape is required")
+	}
+	if volumetric(x) {
+		return buildPoolND(node, x)
 	}
 	win, err := readWindow(node, x.Shape()[2:], nil)
 	if err != nil {
@@ -44,12 +48,15 @@ func buildPool(_ *builder, node *onnx.Node, in []*G.Node) (*G.Node, error) {
 // buildGlobalPool is GlobalAveragePool and GlobalMaxPool: one window covering the
 // whole plane.
 func buildGlobalPool(_ *builder, node *onnx.Node, in []*G.Node) (*G.Node, error) {
+	if volumetric(in[0]) {
+		return buildGlobalPoolND(node, in[0])
+	}
 	x, unlift, err := lift1D(in[0])
 	if err != nil {
 		return nil, err
 	}
 	if x.Dims() != 4 {
-		return nil, unsupported("only 1-D and 2-D pooling (3-D and 4-D tensors) are supported, got %v", in[0].Shape())
+		return nil, unsupported("pooling needs at least one spatial axis (a 3-D or larger tensor), got %v", in[0].Shape())
 	}
 	s := x.Shape()
 	y, err := applyKernel(&poolKernel{
