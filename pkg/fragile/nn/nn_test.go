@@ -538,14 +538,14 @@ func TestCompileRejects(t *testing.T) {
 			unsupported: true,
 			want:        []string{"node Pad_0", "op Pad", "reflect"},
 		},
-		"3-D pooling": {
+		"MatMul of two vectors": {
 			build: func(b *onnxtest.Builder) {
-				h := b.Node("Unsqueeze", []string{b.Last(), b.IntConstant(2)})
-				h = b.Node("AveragePool", []string{h}, onnxtest.AttrInts("kernel_shape", 1, 2, 2))
-				b.Node("Flatten", []string{h})
+				h := b.Node("Flatten", []string{b.Last()})
+				s := b.Node("MatMul", []string{b.Weight("u", 0, 1, 5), b.Weight("v", 0, 1, 5)})
+				b.Node("Mul", []string{h, s})
 			},
 			unsupported: true,
-			want:        []string{"node AveragePool_0", "op AveragePool", "1-D and 2-D"},
+			want:        []string{"node MatMul_0", "op MatMul", "scalar"},
 		},
 		"gather indices computed from the data": {
 			build: func(b *onnxtest.Builder) {

@@ -210,6 +210,43 @@ var opCases = map[string]opCase{
 	"Pow": {body: func(b *onnxtest.Builder) string {
 		return b.Node("Pow", []string{b.Last(), b.FloatConstant(nil, 3)})
 	}},
+	"Pow exponent weight, broadcast": {body: func(b *onnxtest.Builder) string {
+		base := b.Node("Sigmoid", []string{b.Last()})
+		return b.Node("Pow", []string{base, b.Weight("exponent", 1.5, 0.5, 6)})
+	}},
+	"Pow exponent weight, 5-D broadcast": {dims: volume, body: func(b *onnxtest.Builder) string {
+		base := b.Node("Sigmoid", []string{b.Last()})
+		return b.Node("Pow", []string{base, b.Weight("exponent", 1.5, 0.5, 4, 1, 5, 1)})
+	}},
+	"Pow exponent computed from the input": {body: func(b *onnxtest.Builder) string {
+		x := b.Last()
+		return b.Node("Pow", []string{b.Node("Sigmoid", []string{x}), b.Node("Tanh", []string{x})})
+	}},
+	"Pow integer exponent tensor": {body: func(b *onnxtest.Builder) string {
+		return b.Node("Pow", []string{b.Last(), b.IntConstant(1, 2, 3, 0, 2, 1)})
+	}},
+	"Pow weight base, exponent from the input": {body: func(b *onnxtest.Builder) string {
+		return b.Node("Pow", []string{b.Uniform("base", 0.5, 2, 6), b.Node("Tanh", []string{b.Last()})})
+	}},
+	"MatMul batched by a matrix": {body: func(b *onnxtest.Builder) string {
+		return b.Node("MatMul", []string{b.Last(), b.Weight("matmul.weight", 0, 0.4, 6, 5)})
+	}},
+	"MatMul batched, both batched": {body: func(b *onnxtest.Builder) string {
+		return b.Node("MatMul", []string{b.Last(), b.Weight("matmul.weight", 0, 0.4, 4, 6, 3)})
+	}},
+	"MatMul 5-D, leading axes broadcast": {dims: volume, body: func(b *onnxtest.Builder) string {
+		return b.Node("MatMul", []string{b.Last(), b.Weight("matmul.weight", 0, 0.4, 4, 1, 4, 3)})
+	}},
+	"MatMul of two computed values": {body: func(b *onnxtest.Builder) string {
+		x := b.Last()
+		return b.Node("MatMul", []string{x, b.Node("Transpose", []string{b.Node("Tanh", []string{x})}, onnxtest.AttrInts("perm", 0, 1, 3, 2))})
+	}},
+	"MatMul by a vector": {body: func(b *onnxtest.Builder) string {
+		return b.Node("MatMul", []string{b.Last(), b.Weight("matmul.weight", 0, 0.4, 6)})
+	}},
+	"MatMul of a vector": {body: func(b *onnxtest.Builder) string {
+		return b.Node("MatMul", []string{b.Weight("matmul.weight", 0, 0.4, 6), b.Last()})
+	}},
 	"Pad attributes (opset 2)": {opset: 2, body: func(b *onnxtest.Builder) string {
 		return b.Node("Pad", []string{b.Last()}, onnxtest.AttrInts("pads", 0, 0, 1, 2, 0, 1, 0, 1), onnxtest.AttrFloat("value", 0.25))
 	}},
