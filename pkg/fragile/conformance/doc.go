@@ -6,7 +6,10 @@
 // libonnx-testdata: node and pytorch-converted cases, each a model and the outputs
 // the reference implementation gives) is run case by case; RunCase rewrites a case
 // into the one-input classifier shape nn.Compile accepts without changing what the
-// op under test computes (see RunCase). Its tests write docs/conformance.md. The
+// op under test computes (see RunCase), and runs it on nn and on pkg/fragile/infer,
+// the forward-only engine verification uses first. Its tests write
+// docs/conformance.md and fail on any wrong value or panic, on either engine, and
+// when fewer than MinPassPercent of the claimed cases pass on nn. The
 // PyTorch fixtures (hack/torch/fixtures.sh: torchvision families exported with
 // seeded weights, and PyTorch's logits) are compared with PyTorch and with
 // onnxruntime, which runs in its own process (hack/ortrun) because it must never

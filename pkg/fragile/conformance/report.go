@@ -34,6 +34,24 @@ func (s Summary) PassRate() float64 {
 	return float64(s.Passed) / float64(s.Cases)
 }
 
+// MinPassPercent is issue 9's goal, which CI holds the suite to: at least 95% of
+// the claimed cases pass.
+const MinPassPercent = 95
+
+// CheckPassRate returns an error when fewer than MinPassPercent of the cases
+// passed (or none ran), saying how many more must.
+func (s Summary) CheckPassRate() error {
+	need := (MinPassPercent*s.Cases + 99) / 100
+	switch {
+	case s.Cases == 0:
+		return fmt.Errorf("no claimed case ran")
+	case s.Passed < need:
+		return fmt.Errorf("%d of %d claimed cases pass (%.1f%%), under the %d%% goal: %d more must pass",
+			s.Passed, s.Cases, 100*s.PassRate(), MinPassPercent, need-s.Passed)
+	}
+	return nil
+}
+
 // Summarize counts the results.
 func Summarize(results []Result) Summary {
 	var s Summary
@@ -114,13 +132,14 @@ with the shipped outputs at rtol %.0e, atol %.0e. Node cases take weights, axes 
 graph inputs: they are folded into initializers holding the data set's values, as a real
 model holds them (see RunCase). A case is **refused** when nn returns an error wrapping
 ErrUnsupported (listed below with the message); **failed** on any value outside the
-tolerance, any other error, or a panic. A failure fails CI; a refusal never hides. The
+tolerance, any other error, or a panic. A failure fails CI, on nn or on infer (below), and
+so does a pass rate on nn under %d%% of the claimed cases; a refusal never hides. The
 element count of each output is checked, its layout through the values.
 
 The torchvision families are checked separately, against PyTorch and onnxruntime, by
 `+"`TestTorchFixtures`"+` in the same package on the fixtures of hack/torch (see hack/torch/README.md).
 
-`, strings.Join(Suites, " and "), len(supported), Rtol, Atol)
+`, strings.Join(Suites, " and "), len(supported), Rtol, Atol, MinPassPercent)
 
 	fmt.Fprintf(&b, "| | cases | passed | refused | failed | pass rate |\n| --- | ---: | ---: | ---: | ---: | ---: |\n")
 	suites := make([]string, 0, len(bySuite))
@@ -132,6 +151,22 @@ The torchvision families are checked separately, against PyTorch and onnxruntime
 		writeRow(&b, s, *bySuite[s])
 	}
 	writeRow(&b, "**all claimed cases**", total)
+
+	fmt.Fprintf(&b, `
+## The verification path
+
+Verification runs a model on pkg/fragile/infer, the forward-only engine, and on nn
+only when infer refuses the model (an error wrapping ErrUnsupported). Every claimed
+case is also run on infer, rewritten the same way. The last column counts the cases
+verification computes right: infer passes, or infer refuses and nn passes.
+
+| | cases | infer passed | infer refused (nn runs it) | infer failed | verification path passed |
+| --- | ---: | ---: | ---: | ---: | ---: |
+`)
+	for _, s := range suites {
+		writeInferRow(&b, s, results, func(r Result) bool { return r.Case.Suite == s })
+	}
+	writeInferRow(&b, "**all claimed cases**", results, func(Result) bool { return true })
 
 	fmt.Fprintf(&b, "\n## Per op\n\nA case with several ops (an `_expanded` function body, a PyTorch module) counts under each.\n\n")
 	fmt.Fprintf(&b, "| op | cases | passed | refused | failed |\n| --- | ---: | ---: | ---: | ---: |\n")
@@ -158,6 +193,29 @@ The torchvision families are checked separately, against PyTorch and onnxruntime
 		b.WriteString("| case | ops | message |\n| --- | --- | --- |\n")
 		for _, r := range rows {
 			fmt.Fprintf(&b, "| %s/%s | %s | %s |\n", r.Case.Suite, r.Case.Name, joinOps(r.Case.Ops), cell(r.Message))
+		}
+	}
+
+	for _, section := range []struct {
+		title   string
+		outcome Outcome
+	}{{"Failed on infer", Failed}, {"Refused by infer", Refused}} {
+		var rows []Result
+		for _, r := range results {
+			if r.Infer == section.outcome {
+				rows = append(rows, r)
+			}
+		}
+		fmt.Fprintf(&b, "\n## %s (%d)\n\n", section.title, len(rows))
+		if len(rows) == 0 {
+			b.WriteString("None.\n")
+			continue
+		}
+		b.WriteString("| case | ops | nn | message |\n| --- | --- | --- | --- |\n")
+		for _, r := range rows {
+			// infer's "op X is not supported" lists its ops: said once, above.
+			msg, _, _ := strings.Cut(r.InferMessage, " (supported: ")
+			fmt.Fprintf(&b, "| %s/%s | %s | %s | %s |\n", r.Case.Suite, r.Case.Name, joinOps(r.Case.Ops), r.Outcome, cell(msg))
 		}
 	}
 
@@ -201,6 +259,29 @@ The torchvision families are checked separately, against PyTorch and onnxruntime
 
 func writeRow(b *strings.Builder, name string, s Summary) {
 	fmt.Fprintf(b, "| %s | %d | %d | %d | %d | %.1f%% |\n", name, s.Cases, s.Passed, s.Refused, s.Failed, 100*s.PassRate())
+}
+
+// writeInferRow writes the verification-path counts of the results in.
+func writeInferRow(b *strings.Builder, name string, results []Result, in func(Result) bool) {
+	var cases, passed, refused, failed, verified int
+	for _, r := range results {
+		if !in(r) {
+			continue
+		}
+		cases++
+		switch r.Infer {
+		case Passed:
+			passed++
+		case Refused:
+			refused++
+		default:
+			failed++
+		}
+		if r.VerificationPassed() {
+			verified++
+		}
+	}
+	fmt.Fprintf(b, "| %s | %d | %d | %d | %d | %d |\n", name, cases, passed, refused, failed, verified)
 }
 
 // cell makes a message safe inside a Markdown table cell.

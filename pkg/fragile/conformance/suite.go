@@ -10,6 +10,7 @@ import (
 
 	"gorgonia.org/tensor"
 
+	"github.com/fragile-operator/fragile-operator/pkg/fragile/infer"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/nn"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/onnx"
 )
@@ -141,6 +142,18 @@ type Result struct {
 	Case    *Case
 	Outcome Outcome
 	Message string
+	// Infer is the outcome of the same rewritten case on pkg/fragile/infer, the
+	// forward-only engine verification runs a model on first (it falls back to nn
+	// when infer refuses the model), with its message; empty when the case fails
+	// before either engine runs (a file that cannot be read).
+	Infer        Outcome
+	InferMessage string
+}
+
+// VerificationPassed reports whether verification's path computes the case
+// right: infer when it accepts the case, nn when infer refuses it.
+func (r Result) VerificationPassed() bool {
+	return r.Infer == Passed || (r.Infer == Refused && r.Outcome == Passed)
 }
 
 // Names the rewrite of RunCase adds to a case's graph.
@@ -149,19 +162,20 @@ const (
 	wrapOutput = "conformance_output"
 )
 
-// RunCase runs the case's first data set through nn and compares every output with
-// the expected one.
+// RunCase runs the case's first data set through nn, and through infer, and
+// compares every output with the expected one.
 //
-// nn.Compile takes classifiers: one FLOAT input of shape (batch, ...) and one
-// output of shape (batch, classes), classes >= 2. Each case is rewritten into that
-// form around the unchanged nodes under test: every graph input but the first FLOAT
-// one becomes an initializer holding its data-set value (node cases take weights,
-// axes and bounds as inputs; real models hold them as initializers, so the op
-// builders read them as they would in a real model); the remaining input is fed as
-// a (1, dims...) tensor reshaped to its own dims by a Reshape node in front; each
-// output in turn is reshaped to (1, n) behind the graph, and broadcast-added to
-// zeros of shape (1, 2) when it holds a single value. The outputs' shapes are
-// thereby checked by their element count, their layout by the values.
+// nn.Compile and infer.Compile take classifiers: one FLOAT input of shape
+// (batch, ...) and one output of shape (batch, classes), classes >= 2. Each case is
+// rewritten into that form around the unchanged nodes under test: every graph
+// input but the first FLOAT one becomes an initializer holding its data-set value
+// (node cases take weights, axes and bounds as inputs; real models hold them as
+// initializers, so the op builders read them as they would in a real model); the
+// remaining input is fed as a (1, dims...) tensor reshaped to its own dims by a
+// Reshape node in front; each output in turn is reshaped to (1, n) behind the
+// graph, and broadcast-added to zeros of shape (1, 2) when it holds a single
+// value. The outputs' shapes are thereby checked by their element count, their
+// layout by the values.
 func RunCase(c *Case) (res Result) {
 	res.Case = c
 	defer func() {
@@ -186,31 +200,89 @@ func RunCase(c *Case) (res Result) {
 	}
 	for i, out := range outputs {
 		if out.DataType != onnx.DataTypeFloat {
-			return Result{Case: c, Outcome: Refused, Message: fmt.Sprintf(
-				"output %s is %s: nn computes FLOAT values only (integer shape arithmetic is folded while compiling, never an output)",
-				g.Outputs[i].Name, out.DataType)}
+			msg := fmt.Sprintf("output %s is %s: nn computes FLOAT values only (integer shape arithmetic is folded while compiling, never an output)",
+				g.Outputs[i].Name, out.DataType)
+			return Result{Case: c, Outcome: Refused, Message: msg, Infer: Refused, InferMessage: msg}
 		}
 	}
+	res.Outcome, res.Infer = Passed, Passed
 	for i, out := range outputs {
-		got, err := runOutput(c.model, inputs, g.Outputs[i].Name, len(out.Float))
+		name := g.Outputs[i].Name
+		m, feed, err := rewrite(c.model, inputs, name, len(out.Float))
 		if err != nil {
-			if errors.Is(err, nn.ErrUnsupported) {
-				return Result{Case: c, Outcome: Refused, Message: err.Error()}
-			}
 			return fail(c, err)
 		}
-		if err := Compare(got, float64s(out.Float)); err != nil {
-			return fail(c, fmt.Errorf("output %s: %w", g.Outputs[i].Name, err))
+		want := float64s(out.Float)
+		if res.Outcome == Passed {
+			res.Outcome, res.Message = judge(runNN, m, feed, name, want)
+		}
+		if res.Infer == Passed {
+			res.Infer, res.InferMessage = judge(runInfer, m, feed, name, want)
 		}
 	}
-	return Result{Case: c, Outcome: Passed}
+	return res
 }
 
 func fail(c *Case, err error) Result { return Result{Case: c, Outcome: Failed, Message: err.Error()} }
 
-// runOutput compiles the case rewritten to compute the named output (size values)
-// and runs it once.
-func runOutput(orig *onnx.Model, inputs []*onnx.Tensor, output string, size int) ([]float64, error) {
+// engine computes the rewritten case's output (a (1, n) classifier's logits) on
+// one runtime.
+type engine func(m *onnx.Model, feed []float32) ([]float64, error)
+
+func runNN(m *onnx.Model, feed []float32) ([]float64, error) {
+	net, err := nn.Compile(m)
+	if err != nil {
+		return nil, err
+	}
+	r, err := nn.NewRunner(net, 1, tensor.Float32)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return r.Logits(feed)
+}
+
+func runInfer(m *onnx.Model, feed []float32) ([]float64, error) {
+	prog, err := infer.Compile(m)
+	if err != nil {
+		return nil, err
+	}
+	r, err := infer.NewRunner[float32](prog, 1, 1)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return r.Logits(feed)
+}
+
+// judge runs one engine on the rewritten case and compares its output with want:
+// a refusal wraps onnx.ErrUnsupported (nn's and infer's sentinel); any other
+// error, a panic or a value outside the tolerance is a failure.
+func judge(run engine, m *onnx.Model, feed []float32, output string, want []float64) (outcome Outcome, message string) {
+	defer func() {
+		if p := recover(); p != nil {
+			outcome, message = Failed, fmt.Sprintf("panic: %v", p)
+		}
+	}()
+	got, err := run(m, feed)
+	switch {
+	case errors.Is(err, onnx.ErrUnsupported):
+		return Refused, err.Error()
+	case err != nil:
+		return Failed, err.Error()
+	}
+	if len(want) == 1 && len(got) == 2 {
+		got = got[:1] // the widening Add's second value
+	}
+	if err := Compare(got, want); err != nil {
+		return Failed, fmt.Sprintf("output %s: %v", output, err)
+	}
+	return Passed, ""
+}
+
+// rewrite returns the case rewritten to compute the named output (size values)
+// as a classifier, and the values to feed it.
+func rewrite(orig *onnx.Model, inputs []*onnx.Tensor, output string, size int) (*onnx.Model, []float32, error) {
 	m := *orig
 	g := &m.Graph
 	g.Nodes = nil
@@ -228,7 +300,7 @@ func runOutput(orig *onnx.Model, inputs []*onnx.Tensor, output string, size int)
 		}
 	}
 	if len(data) != len(inputs) {
-		return nil, fmt.Errorf("the graph has %d inputs, the data set %d", len(data), len(inputs))
+		return nil, nil, fmt.Errorf("the graph has %d inputs, the data set %d", len(data), len(inputs))
 	}
 	fed := -1
 	for i, in := range data {
@@ -284,24 +356,7 @@ func runOutput(orig *onnx.Model, inputs []*onnx.Tensor, output string, size int)
 		last = wrapOutput
 	}
 	g.Outputs = []onnx.ValueInfo{{Name: last, ElemType: onnx.DataTypeFloat}}
-
-	net, err := nn.Compile(&m)
-	if err != nil {
-		return nil, err
-	}
-	r, err := nn.NewRunner(net, 1, tensor.Float32)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	got, err := r.Logits(feed)
-	if err != nil {
-		return nil, err
-	}
-	if size == 1 && len(got) == 2 {
-		got = got[:1]
-	}
-	return got, nil
+	return &m, feed, nil
 }
 
 // readTensors reads prefix_0.pb, prefix_1.pb, ... from dir.

@@ -61,23 +61,33 @@ func TestRunCase(t *testing.T) {
 	// Relu on a (2,3) input: the output's batch-like first axis is not the batch.
 	relu := onnx.Node{Name: "r", OpType: "Relu", Inputs: []string{"x"}, Outputs: []string{"y"}}
 	x := floats("x", []float32{-1, 2, -3, 4, 0, 6}, 2, 3)
+	// ReduceSum, which nn registers and infer does not: verification falls back to nn.
+	sum := onnx.Node{Name: "s", OpType: "ReduceSum", Inputs: []string{"x"}, Outputs: []string{"y"}}
 	for _, tc := range []struct {
-		name    string
-		c       *Case
-		outcome Outcome
-		message string
+		name           string
+		c              *Case
+		outcome, infer Outcome
+		message        string
+		verified       bool
 	}{
-		{"matmul right", writeCase(t, matmul, []onnx.Tensor{a, b}, []onnx.Tensor{floats("y", []float32{-5}, 1, 1)}), Passed, ""},
-		{"matmul wrong", writeCase(t, matmul, []onnx.Tensor{a, b}, []onnx.Tensor{floats("y", []float32{-5.01}, 1, 1)}), Failed, "1 of 1 values outside"},
-		{"relu right", writeCase(t, relu, []onnx.Tensor{x}, []onnx.Tensor{floats("y", []float32{0, 2, 0, 4, 0, 6}, 2, 3)}), Passed, ""},
-		{"relu wrong size", writeCase(t, relu, []onnx.Tensor{x}, []onnx.Tensor{floats("y", []float32{0, 2, 0, 4, 0}, 5)}), Failed, "6 values computed, 5 expected"},
+		{"matmul right", writeCase(t, matmul, []onnx.Tensor{a, b}, []onnx.Tensor{floats("y", []float32{-5}, 1, 1)}), Passed, Passed, "", true},
+		{"matmul wrong", writeCase(t, matmul, []onnx.Tensor{a, b}, []onnx.Tensor{floats("y", []float32{-5.01}, 1, 1)}), Failed, Failed, "1 of 1 values outside", false},
+		{"relu right", writeCase(t, relu, []onnx.Tensor{x}, []onnx.Tensor{floats("y", []float32{0, 2, 0, 4, 0, 6}, 2, 3)}), Passed, Passed, "", true},
+		{"relu wrong size", writeCase(t, relu, []onnx.Tensor{x}, []onnx.Tensor{floats("y", []float32{0, 2, 0, 4, 0}, 5)}), Failed, Failed, "6 values computed, 5 expected", false},
 		{"unknown op", writeCase(t, onnx.Node{Name: "l", OpType: "LSTM", Inputs: []string{"x"}, Outputs: []string{"y"}},
-			[]onnx.Tensor{x}, []onnx.Tensor{floats("y", []float32{0, 2, 0, 4, 0, 6}, 2, 3)}), Refused, "op LSTM is not supported"},
+			[]onnx.Tensor{x}, []onnx.Tensor{floats("y", []float32{0, 2, 0, 4, 0, 6}, 2, 3)}), Refused, Refused, "op LSTM is not supported", false},
+		{"nn only", writeCase(t, sum, []onnx.Tensor{x}, []onnx.Tensor{floats("y", []float32{8}, 1, 1)}), Passed, Refused, "", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := RunCase(tc.c)
 			if r.Outcome != tc.outcome || !strings.Contains(r.Message, tc.message) {
 				t.Errorf("got %s %q, want %s containing %q", r.Outcome, r.Message, tc.outcome, tc.message)
+			}
+			if r.Infer != tc.infer {
+				t.Errorf("infer: got %s %q, want %s", r.Infer, r.InferMessage, tc.infer)
+			}
+			if r.VerificationPassed() != tc.verified {
+				t.Errorf("verification path passed: %t, want %t", r.VerificationPassed(), tc.verified)
 			}
 		})
 	}
@@ -120,9 +130,9 @@ func TestWriteReport(t *testing.T) {
 	run := &Run{
 		Supported: []string{"Conv", "Relu"},
 		Results: []Result{
-			{Case: relu, Outcome: Passed},
-			{Case: conv, Outcome: Refused, Message: "node c: op Conv: 3-D | not supported"},
-			{Case: expanded, Outcome: Failed, Message: "output y: 1 of 4 values outside"},
+			{Case: relu, Outcome: Passed, Infer: Passed},
+			{Case: conv, Outcome: Refused, Message: "node c: op Conv: 3-D | not supported", Infer: Refused, InferMessage: "node c: op Conv: 3-D"},
+			{Case: expanded, Outcome: Failed, Message: "output y: 1 of 4 values outside", Infer: Refused, InferMessage: "node r: op Relu is not supported (supported: Add, Conv)"},
 		},
 		OtherOps: []*Case{{Suite: "node", Name: "test_lstm", Ops: []string{"LSTM", "Relu"}}},
 	}
@@ -136,11 +146,37 @@ func TestWriteReport(t *testing.T) {
 		"| Relu | 2 | 1 | 0 | 1 |",
 		"| node/test_x_expanded | Conv, Relu | output y: 1 of 4 values outside |",
 		`| node/test_conv_3d | Conv | node c: op Conv: 3-D \| not supported |`,
+		"| **all claimed cases** | 3 | 1 | 2 | 0 | 1 |",
+		"## Failed on infer (0)",
+		"## Refused by infer (2)",
+		"| node/test_x_expanded | Conv, Relu | failed | node r: op Relu is not supported |",
 		"## Not run: cases using ops nn does not register (1)",
 		"LSTM 1.",
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("the report lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+func TestCheckPassRate(t *testing.T) {
+	for _, c := range []struct {
+		s    Summary
+		want string // "" when the goal is met
+	}{
+		{Summary{Cases: 267, Passed: 254, Refused: 13}, ""},
+		{Summary{Cases: 267, Passed: 253, Refused: 14}, "253 of 267 claimed cases pass (94.8%), under the 95% goal: 1 more must pass"},
+		{Summary{Cases: 20, Passed: 19, Refused: 1}, ""},
+		{Summary{Cases: 20, Passed: 18, Refused: 2}, "1 more must pass"},
+		{Summary{Cases: 1, Passed: 1}, ""},
+		{Summary{}, "no claimed case ran"},
+	} {
+		err := c.s.CheckPassRate()
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%+v: %v, want the goal met", c.s, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%+v: %v, want an error containing %q", c.s, err, c.want)
 		}
 	}
 }
