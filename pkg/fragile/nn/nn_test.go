@@ -530,13 +530,13 @@ func TestCompileRejects(t *testing.T) {
 			unsupported: true,
 			want:        []string{"Flatten_0", "com.microsoft"},
 		},
-		"reflect padding": {
+		"unknown padding mode": {
 			build: func(b *onnxtest.Builder) {
-				h := b.Node("Pad", []string{b.Last()}, onnxtest.AttrInts("pads", 0, 0, 1, 1, 0, 0, 1, 1), onnxtest.AttrString("mode", "reflect"))
+				h := b.Node("Pad", []string{b.Last()}, onnxtest.AttrInts("pads", 0, 0, 1, 1, 0, 0, 1, 1), onnxtest.AttrString("mode", "symmetric"))
 				b.Node("Flatten", []string{h})
 			},
 			unsupported: true,
-			want:        []string{"node Pad_0", "op Pad", "reflect"},
+			want:        []string{"node Pad_0", "op Pad", "symmetric"},
 		},
 		"MatMul of two vectors": {
 			build: func(b *onnxtest.Builder) {

@@ -254,6 +254,15 @@ var opCases = map[string]opCase{
 		x := b.Last()
 		return b.Node("Pad", []string{x, b.IntConstant(0, 0, 1, -1, 0, 0, -2, 2), b.FloatConstant(nil, -0.5)})
 	}},
+	"Pad reflect, past one reflection": {body: func(b *onnxtest.Builder) string {
+		return b.Node("Pad", []string{b.Last(), b.IntConstant(0, 0, 2, 7, 0, 1, 3, 1)}, onnxtest.AttrString("mode", "reflect"))
+	}},
+	"Pad edge (opset 2 attributes)": {opset: 2, body: func(b *onnxtest.Builder) string {
+		return b.Node("Pad", []string{b.Last()}, onnxtest.AttrInts("pads", 0, 1, 2, 0, 0, 0, 1, 3), onnxtest.AttrString("mode", "edge"))
+	}},
+	"Pad wrap": {opset: 19, body: func(b *onnxtest.Builder) string {
+		return b.Node("Pad", []string{b.Last(), b.IntConstant(0, 0, 1, 8, 0, 0, 4, 1)}, onnxtest.AttrString("mode", "wrap"))
+	}},
 	"Transpose NHWC": {body: func(b *onnxtest.Builder) string {
 		return b.Node("Transpose", []string{b.Last()}, onnxtest.AttrInts("perm", 0, 2, 3, 1))
 	}},

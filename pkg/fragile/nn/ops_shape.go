@@ -151,11 +151,33 @@ func buildSplit(b *builder, node *onnx.Node, in []*G.Node) ([]*G.Node, error) {
 	return outs, nil
 }
 
-// buildPad is constant padding (negative pads crop); the value is the attribute
-// before opset 11 and the optional constant input 2 from 11 on.
+// padModes map a position j outside an axis of size n to the position Pad's mode
+// repeats there: none (-1, the fill value) for constant, the nearest end for edge,
+// the mirror image without repeating the end for reflect (numpy's "reflect"), and
+// the position one period away for wrap (opset 19).
+var padModes = map[string]func(j, n int) int{
+	"constant": func(int, int) int { return -1 },
+	"edge":     func(j, n int) int { return min(max(j, 0), n-1) },
+	"reflect": func(j, n int) int {
+		if n == 1 {
+			return 0
+		}
+		period := 2 * (n - 1)
+		if j = ((j % period) + period) % period; j >= n {
+			j = period - j
+		}
+		return j
+	},
+	"wrap": func(j, n int) int { return ((j % n) + n) % n },
+}
+
+// buildPad is Pad in every mode of padModes (negative pads crop); the constant
+// mode's value is the attribute before opset 11 and the optional constant input 2
+// from 11 on.
 func buildPad(b *builder, node *onnx.Node, in []*G.Node) (*G.Node, error) {
-	if mode := attrString(node, "mode", "constant"); mode != "constant" {
-		return nil, unsupported("mode %q is not supported, only constant", mode)
+	outside, ok := padModes[attrString(node, "mode", "constant")]
+	if !ok {
+		return nil, unsupported("mode %q is not supported (constant, edge, reflect and wrap are)", attrString(node, "mode", ""))
 	}
 	value := float64(attrFloat(node, "value", 0))
 	if v, ok, err := b.optionalScalar(node, 2); err != nil {
@@ -163,7 +185,7 @@ func buildPad(b *builder, node *onnx.Node, in []*G.Node) (*G.Node, error) {
 	} else if ok {
 		value = v
 	}
-	index, err := padIndex(b, node, in[0].Shape())
+	index, err := padIndex(b, node, in[0].Shape(), outside)
 	if err != nil {
 		return nil, err
 	}

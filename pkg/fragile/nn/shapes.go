@@ -273,10 +273,11 @@ func splitIndex(b *builder, node *onnx.Node, in []int) ([][][]int, error) {
 	return out, nil
 }
 
-// padIndex is constant Pad's selection: pads (begin of every axis, then ends) from
-// the attribute (to opset 10) or the constant input 1 (from 11), optionally for the
-// listed axes only (opset 18); negative pads crop.
-func padIndex(b *builder, node *onnx.Node, in []int) ([][]int, error) {
+// padIndex is Pad's selection: pads (begin of every axis, then ends) from the
+// attribute (to opset 10) or the constant input 1 (from 11), optionally for the
+// listed axes only (opset 18); negative pads crop. outside maps a position j
+// beyond an axis of size n to the position it repeats, or -1 for the fill value.
+func padIndex(b *builder, node *onnx.Node, in []int, outside func(j, n int) int) ([][]int, error) {
 	var pads []int
 	if a := node.Attr("pads"); a != nil {
 		pads = intDims(a.Ints)
@@ -312,7 +313,7 @@ func padIndex(b *builder, node *onnx.Node, in []int) ([][]int, error) {
 		var idx []int
 		for j := -begin; j < in[a]+end; j++ {
 			if j < 0 || j >= in[a] {
-				idx = append(idx, -1)
+				idx = append(idx, outside(j, in[a]))
 			} else {
 				idx = append(idx, j)
 			}
