@@ -12,13 +12,16 @@
 //
 // Layout: build.go is the builder core (one input fetch for every op, constants,
 // attribute readers); the ops are grouped by kind in ops_elementwise.go,
-// ops_activation.go, ops_conv.go, ops_linear.go, ops_pool.go,
-// ops_normalisation.go, ops_reduce.go and ops_shape.go, with the shape logic they
-// share with constant folding in shapes.go. Most ops are compositions of gorgonia
-// primitives. What gorgonia v0.9.18 lacks (grouped and depthwise convolution,
-// asymmetric padding, average and ceil-mode pooling, constant Pad, strided Slice,
-// Gather, Split, Clip and the hard activations) runs on plain-Go kernels
-// (kernels_*.go) behind one gorgonia Op with a symbolic gradient (kernel.go). The
+// ops_activation.go, ops_conv.go, ops_linear.go, ops_pool.go, ops_volume.go (3-D
+// and higher convolution and pooling), ops_normalisation.go, ops_reduce.go and
+// ops_shape.go, with the shape logic they share with constant folding in
+// shapes.go. Most ops are compositions of gorgonia primitives. What gorgonia
+// v0.9.18 lacks (grouped and depthwise convolution, asymmetric padding, average
+// and ceil-mode pooling, convolution and pooling over 3 or more spatial axes, Pad
+// in every mode, strided Slice, Gather, Split, Clip, the hard activations, Pow by
+// a tensor and batched MatMul) runs on plain-Go kernels (kernels_*.go) behind one
+// gorgonia Op with a symbolic gradient (kernel.go). Values of more than 4 axes
+// are broadcast only inside those kernels: gorgonia's broadcasting stops at 4. The
 // integer shape arithmetic PyTorch exports (Shape -> Gather -> Unsqueeze -> Concat
 // -> Reshape, integer Div and Cast) is folded into constants while building
 // (fold.go) and never reaches the graph.
