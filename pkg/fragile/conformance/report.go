@@ -175,49 +175,10 @@ verification computes right: infer passes, or infer refuses and nn passes.
 		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d |\n", op, s.Cases, s.Passed, s.Refused, s.Failed)
 	}
 
-	for _, section := range []struct {
-		title   string
-		outcome Outcome
-	}{{"Failed", Failed}, {"Refused", Refused}} {
-		var rows []Result
-		for _, r := range results {
-			if r.Outcome == section.outcome {
-				rows = append(rows, r)
-			}
-		}
-		fmt.Fprintf(&b, "\n## %s (%d)\n\n", section.title, len(rows))
-		if len(rows) == 0 {
-			b.WriteString("None.\n")
-			continue
-		}
-		b.WriteString("| case | ops | message |\n| --- | --- | --- |\n")
-		for _, r := range rows {
-			fmt.Fprintf(&b, "| %s/%s | %s | %s |\n", r.Case.Suite, r.Case.Name, joinOps(r.Case.Ops), cell(r.Message))
-		}
-	}
-
-	for _, section := range []struct {
-		title   string
-		outcome Outcome
-	}{{"Failed on infer", Failed}, {"Refused by infer", Refused}} {
-		var rows []Result
-		for _, r := range results {
-			if r.Infer == section.outcome {
-				rows = append(rows, r)
-			}
-		}
-		fmt.Fprintf(&b, "\n## %s (%d)\n\n", section.title, len(rows))
-		if len(rows) == 0 {
-			b.WriteString("None.\n")
-			continue
-		}
-		b.WriteString("| case | ops | nn | message |\n| --- | --- | --- | --- |\n")
-		for _, r := range rows {
-			// infer's "op X is not supported" lists its ops: said once, above.
-			msg, _, _ := strings.Cut(r.InferMessage, " (supported: ")
-			fmt.Fprintf(&b, "| %s/%s | %s | %s | %s |\n", r.Case.Suite, r.Case.Name, joinOps(r.Case.Ops), r.Outcome, cell(msg))
-		}
-	}
+	writeCases(&b, "Failed", results, func(r Result) bool { return r.Outcome == Failed }, false)
+	writeCases(&b, "Refused", results, func(r Result) bool { return r.Outcome == Refused }, false)
+	writeCases(&b, "Failed on infer", results, func(r Result) bool { return r.Infer == Failed }, true)
+	writeCases(&b, "Refused by infer", results, func(r Result) bool { return r.Infer == Refused }, true)
 
 	fmt.Fprintf(&b, "\n## Not run: claimed ops on element types nn does not claim (%d)\n\n", len(run.OtherTypes))
 	b.WriteString("nn computes on FLOAT tensors and reads INT64/INT32 inputs as parameters.\n\n")
@@ -259,6 +220,37 @@ verification computes right: infer passes, or infer refuses and nn passes.
 
 func writeRow(b *strings.Builder, name string, s Summary) {
 	fmt.Fprintf(b, "| %s | %d | %d | %d | %d | %.1f%% |\n", name, s.Cases, s.Passed, s.Refused, s.Failed, 100*s.PassRate())
+}
+
+// writeCases writes a section listing the results picked, with nn's message, or
+// with infer's and nn's outcome.
+func writeCases(b *strings.Builder, title string, results []Result, pick func(Result) bool, onInfer bool) {
+	var rows []Result
+	for _, r := range results {
+		if pick(r) {
+			rows = append(rows, r)
+		}
+	}
+	fmt.Fprintf(b, "\n## %s (%d)\n\n", title, len(rows))
+	switch {
+	case len(rows) == 0:
+		b.WriteString("None.\n")
+		return
+	case onInfer:
+		b.WriteString("| case | ops | nn | message |\n| --- | --- | --- | --- |\n")
+	default:
+		b.WriteString("| case | ops | message |\n| --- | --- | --- |\n")
+	}
+	for _, r := range rows {
+		name := r.Case.Suite + "/" + r.Case.Name
+		if !onInfer {
+			fmt.Fprintf(b, "| %s | %s | %s |\n", name, joinOps(r.Case.Ops), cell(r.Message))
+			continue
+		}
+		// infer's "op X is not supported" lists its ops: nn's are listed above.
+		msg, _, _ := strings.Cut(r.InferMessage, " (supported: ")
+		fmt.Fprintf(b, "| %s | %s | %s | %s |\n", name, joinOps(r.Case.Ops), r.Outcome, cell(msg))
+	}
 }
 
 // writeInferRow writes the verification-path counts of the results in.

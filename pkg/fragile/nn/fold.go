@@ -147,34 +147,14 @@ func foldArithmetic(_ *builder, node *onnx.Node, in []*intTensor) ([]*intTensor,
 	rank := max(len(x.shape), len(y.shape))
 	pad := func(s []int) []int { return append(ones(rank-len(s)), s...) }
 	xs, ys := pad(x.shape), pad(y.shape)
-	shape := make([]int, rank)
-	for i := range rank {
-		switch {
-		case xs[i] == ys[i] || ys[i] == 1:
-			shape[i] = xs[i]
-		case xs[i] == 1:
-			shape[i] = ys[i]
-		default:
-			return nil, fmt.Errorf("shapes %v and %v do not broadcast", x.shape, y.shape)
-		}
+	shape, err := broadcastShapes(xs, ys)
+	if err != nil {
+		return nil, fmt.Errorf("shapes %v and %v do not broadcast", x.shape, y.shape)
 	}
 	out := &intTensor{shape: shape, data: make([]int64, tensor.Shape(shape).TotalSize())}
-	// at maps an output position to a flat index into an input of shape s.
-	at := func(s []int, pos []int) int {
-		flat := 0
-		for i, d := range s {
-			flat = flat*d + min(pos[i], d-1)
-		}
-		return flat
-	}
-	pos := make([]int, rank)
+	xi, yi := broadcastSources(shape, xs), broadcastSources(shape, ys)
 	for o := range out.data {
-		rem := o
-		for i := rank - 1; i >= 0; i-- {
-			pos[i] = rem % shape[i]
-			rem /= shape[i]
-		}
-		a, c := x.data[at(xs, pos)], y.data[at(ys, pos)]
+		a, c := x.data[xi[o]], y.data[yi[o]]
 		switch node.OpType {
 		case "Add":
 			out.data[o] = a + c
