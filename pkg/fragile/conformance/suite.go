@@ -173,8 +173,7 @@ const (
 // initializers, so the op builders read them as they would in a real model); the
 // remaining input is fed as a (1, dims...) tensor reshaped to its own dims by a
 // Reshape node in front; each output in turn is reshaped to (1, n) behind the
-// graph, and broadcast-added to zeros of shape (1, 2) when it holds a single
-// value. The outputs' shapes are thereby checked by their element count, their
+// graph, and joined with a zero into (1, 2) when it holds a single value. The outputs' shapes are thereby checked by their element count, their
 // layout by the values.
 func RunCase(c *Case) (res Result) {
 	res.Case = c
@@ -330,9 +329,7 @@ func rewrite(orig *onnx.Model, inputs []*onnx.Tensor, output string, size int) (
 		if len(t.Dims) == 0 {
 			dims = append(dims, 1) // nn.Compile wants a batch dimension and one more
 		}
-		g.Initializers = append(g.Initializers, ints(wrapInput+"_shape", t.Dims...))
-		g.Nodes = append(g.Nodes, onnx.Node{Name: wrapInput + "_reshape", OpType: "Reshape",
-			Inputs: []string{wrapInput, wrapInput + "_shape"}, Outputs: []string{data[fed].Name}})
+		g.Nodes = append(g.Nodes, reshape(g, wrapInput, wrapInput, data[fed].Name, t.Dims, orig.Opsets[""]))
 	} else {
 		feed = []float32{0} // a case without inputs (Constant): an input nothing reads
 		dims = append(dims, 1)
@@ -344,19 +341,34 @@ func rewrite(orig *onnx.Model, inputs []*onnx.Tensor, output string, size int) (
 	g.Inputs = []onnx.ValueInfo{vi}
 
 	g.Nodes = append(g.Nodes, orig.Graph.Nodes...)
-	g.Initializers = append(g.Initializers, ints(wrapOutput+"_shape", 1, -1))
 	last := wrapOutput + "_flat"
-	g.Nodes = append(g.Nodes, onnx.Node{Name: wrapOutput + "_reshape", OpType: "Reshape",
-		Inputs: []string{output, wrapOutput + "_shape"}, Outputs: []string{last}})
+	g.Nodes = append(g.Nodes, reshape(g, wrapOutput, output, last, []int64{1, -1}, orig.Opsets[""]))
 	if size == 1 {
-		g.Initializers = append(g.Initializers, onnx.Tensor{Name: wrapOutput + "_zeros", Dims: []int64{1, 2},
-			DataType: onnx.DataTypeFloat, Float: []float32{0, 0}})
-		g.Nodes = append(g.Nodes, onnx.Node{Name: wrapOutput + "_widen", OpType: "Add",
-			Inputs: []string{last, wrapOutput + "_zeros"}, Outputs: []string{wrapOutput}})
+		// Concat rather than a broadcasting Add: Add broadcasts numpy-style only
+		// from opset 7, and the cases go back to opset 1.
+		g.Initializers = append(g.Initializers, onnx.Tensor{Name: wrapOutput + "_zero", Dims: []int64{1, 1},
+			DataType: onnx.DataTypeFloat, Float: []float32{0}})
+		g.Nodes = append(g.Nodes, onnx.Node{Name: wrapOutput + "_widen", OpType: "Concat",
+			Inputs: []string{last, wrapOutput + "_zero"}, Outputs: []string{wrapOutput},
+			Attributes: []onnx.Attribute{{Name: "axis", Type: onnx.AttributeInt, I: 1}}})
 		last = wrapOutput
 	}
 	g.Outputs = []onnx.ValueInfo{{Name: last, ElemType: onnx.DataTypeFloat}}
 	return &m, feed, nil
+}
+
+// reshape returns the Reshape node prefix_reshape from in to out with the given
+// target, in the form the case's opset defines: the target an attribute before
+// opset 5, the initializer prefix_shape (added to g) from 5 on.
+func reshape(g *onnx.Graph, prefix, in, out string, target []int64, opset int64) onnx.Node {
+	node := onnx.Node{Name: prefix + "_reshape", OpType: "Reshape", Inputs: []string{in}, Outputs: []string{out}}
+	if opset < 5 {
+		node.Attributes = []onnx.Attribute{{Name: "shape", Type: onnx.AttributeInts, Ints: append([]int64(nil), target...)}}
+		return node
+	}
+	g.Initializers = append(g.Initializers, ints(prefix+"_shape", target...))
+	node.Inputs = append(node.Inputs, prefix+"_shape")
+	return node
 }
 
 // readTensors reads prefix_0.pb, prefix_1.pb, ... from dir.

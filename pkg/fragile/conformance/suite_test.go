@@ -77,6 +77,9 @@ func TestRunCase(t *testing.T) {
 		{"unknown op", writeCase(t, onnx.Node{Name: "l", OpType: "LSTM", Inputs: []string{"x"}, Outputs: []string{"y"}},
 			[]onnx.Tensor{x}, []onnx.Tensor{floats("y", []float32{0, 2, 0, 4, 0, 6}, 2, 3)}), Refused, Refused, "op LSTM is not supported", false},
 		{"nn only", writeCase(t, sum, []onnx.Tensor{x}, []onnx.Tensor{floats("y", []float32{8}, 1, 1)}), Passed, Refused, "", true},
+		// Opset 1: the rewrite's Reshapes take their target as an attribute.
+		{"opset 1", atOpset(1, writeCase(t, relu, []onnx.Tensor{x}, []onnx.Tensor{floats("y", []float32{0, 2, 0, 4, 0, 6}, 2, 3)})), Passed, Passed, "", true},
+		{"opset 1, one value", atOpset(1, writeCase(t, matmul, []onnx.Tensor{a, b}, []onnx.Tensor{floats("y", []float32{-5}, 1, 1)})), Passed, Passed, "", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := RunCase(tc.c)
@@ -91,6 +94,12 @@ func TestRunCase(t *testing.T) {
 			}
 		})
 	}
+}
+
+// atOpset sets the case's opset.
+func atOpset(opset int64, c *Case) *Case {
+	c.model.Opsets[""] = opset
+	return c
 }
 
 func TestUnclaimedTypes(t *testing.T) {

@@ -263,6 +263,9 @@ var opCases = map[string]opCase{
 	"Pad wrap": {opset: 19, body: func(b *onnxtest.Builder) string {
 		return b.Node("Pad", []string{b.Last(), b.IntConstant(0, 0, 1, 8, 0, 0, 4, 1)}, onnxtest.AttrString("mode", "wrap"))
 	}},
+	"Reshape shape attribute (opset 4)": {opset: 4, body: func(b *onnxtest.Builder) string {
+		return b.Node("Reshape", []string{b.Last()}, onnxtest.AttrInts("shape", -1, 6, 24))
+	}},
 	"Transpose NHWC": {body: func(b *onnxtest.Builder) string {
 		return b.Node("Transpose", []string{b.Last()}, onnxtest.AttrInts("perm", 0, 2, 3, 1))
 	}},

@@ -45,9 +45,14 @@ func buildFlatten(_ *builder, node *onnx.Node, in []*G.Node) (*G.Node, error) {
 	return G.Reshape(in[0], tensor.Shape(shape))
 }
 
+// buildReshape reshapes to the constant target shape: input 1, or the shape
+// attribute before opset 5.
 func buildReshape(b *builder, node *onnx.Node, in []*G.Node) (*G.Node, error) {
-	target, err := b.ints(node, 1)
-	if err != nil {
+	var target []int64
+	var err error
+	if a := node.Attr("shape"); a != nil && b.net.opset < 5 {
+		target = a.Ints
+	} else if target, err = b.ints(node, 1); err != nil {
 		return nil, err
 	}
 	batchDim := len(target) > 0 && b.dynamic[node.Inputs[0]] && b.net.fixedBatch > 0 && int(target[0]) == b.net.fixedBatch
