@@ -118,6 +118,7 @@ func (k *convNDKernel) each(shapes []tensor.Shape, fn func(x0, xs, wi, y0, n int
 	mg := m / k.groups
 	st := k.win.strides[last]
 
+	_, leading := rowMajor(out[:last])
 	offset := make([]int, len(in)) // one kernel tap's position
 	pos := make([]int, last)       // an output position along the leading axes
 	type row struct{ x, y int }
@@ -134,7 +135,6 @@ func (k *convNDKernel) each(shapes []tensor.Shape, fn func(x0, xs, wi, y0, n int
 		}
 		// The output rows along the leading axes whose input row is inside.
 		rows = rows[:0]
-		_, leading := rowMajor(out[:last])
 	positions:
 		for p := range leading {
 			unravel(p, out[:last], pos)
