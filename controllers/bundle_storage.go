@@ -19,10 +19,11 @@ import (
 //	                   through the API (its Role allows that one Secret), mounted read-only for
 //	                   verification. Deleted with the resource (owner reference).
 //	pvc://CLAIM/PATH   the claim mounted read-write at bundleStoreDir for training, read-only for
-//	                   verification. The file outlives the resource: the claim is the user's.
+//	                   verification. With reclaimPolicy Delete a cleanup Job deletes the file
+//	                   (never the claim) when the resource goes (cleanup.go).
 //	s3://BUCKET/KEY    written and read through the S3 API with the Secret spec.bundle.s3 names,
-//	                   mounted into the Jobs only. The object outlives the resource (see
-//	                   docs/storage.md: lifecycle rules on the bucket).
+//	                   mounted into the Jobs only. With reclaimPolicy Delete a cleanup Job
+//	                   deletes the object when the resource goes.
 //
 // In every case the bundle Secret exists: it carries the training Job's progress line, the
 // watermark-hash reservation and the sealed bundle's digest (empty of data off-Secret).
@@ -60,19 +61,23 @@ type bundleLocation struct {
 // locateBundle reads spec.bundle. The CRD's CEL rules admit only the two URI forms.
 func locateBundle(mw *fragilev1alpha1.ModelWatermark) bundleLocation {
 	b := mw.Spec.Bundle
-	switch {
-	case b == nil || b.URI == "":
+	if b == nil || b.URI == "" {
 		return bundleLocation{kind: bundleInSecret, path: bundleMountDir + "/" + contract.BundleDataKey}
-	case strings.HasPrefix(b.URI, "s3://"):
-		loc := bundleLocation{kind: bundleInS3, uri: b.URI, path: b.URI}
-		if b.S3 != nil {
-			loc.s3Secret = b.S3.SecretName
+	}
+	return bundleAt(b.URI, b.S3)
+}
+
+// bundleAt is the location of an off-Secret bundle at uri (pvc:// or s3://).
+func bundleAt(uri string, s3 *fragilev1alpha1.S3Access) bundleLocation {
+	if strings.HasPrefix(uri, "s3://") {
+		loc := bundleLocation{kind: bundleInS3, uri: uri, path: uri}
+		if s3 != nil {
+			loc.s3Secret = s3.SecretName
 		}
 		return loc
-	default:
-		claim, path, _ := strings.Cut(strings.TrimPrefix(b.URI, "pvc://"), "/")
-		return bundleLocation{kind: bundleOnPVC, uri: b.URI, claim: claim, path: bundleStoreDir + "/" + path}
 	}
+	claim, path, _ := strings.Cut(strings.TrimPrefix(uri, "pvc://"), "/")
+	return bundleLocation{kind: bundleOnPVC, uri: uri, claim: claim, path: bundleStoreDir + "/" + path}
 }
 
 // s3SecretVolume mounts an S3 credentials Secret as a directory of files, as pkg/storage reads it.
@@ -120,6 +125,20 @@ func (b bundleLocation) verification(mw *fragilev1alpha1.ModelWatermark) ([]stri
 			DefaultMode: ptr.To[int32](0o440),
 		}}}},
 		[]corev1.VolumeMount{{Name: "bundle", MountPath: bundleMountDir, ReadOnly: true}}
+}
+
+// cleanup args, volumes and mounts for deleting the bundle (cleanup.go): the claim read-write,
+// or the S3 Secret.
+func (b bundleLocation) cleanup() ([]string, []corev1.Volume, []corev1.VolumeMount) {
+	if b.kind == bundleInS3 {
+		v, m := s3SecretVolume(s3BundleVolume, b.s3Secret, s3BundleDir)
+		return []string{"--bundle", b.path, "--bundle-s3-credentials", s3BundleDir}, []corev1.Volume{v}, []corev1.VolumeMount{m}
+	}
+	return []string{"--bundle", b.path},
+		[]corev1.Volume{{Name: bundleStoreVolume, VolumeSource: corev1.VolumeSource{
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: b.claim},
+		}}},
+		[]corev1.VolumeMount{{Name: bundleStoreVolume, MountPath: bundleStoreDir}}
 }
 
 // sealedDigest is the digest of the current watermark's sealed bundle, "" when there is none.

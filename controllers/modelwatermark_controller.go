@@ -74,7 +74,8 @@ type ModelWatermarkReconciler struct {
 	Rand io.Reader
 }
 
-// +kubebuilder:rbac:groups=fragile.dev,resources=modelwatermarks,verbs=get;list;watch
+// The manager patches ModelWatermarks only to add and remove the bundle-cleanup finalizer.
+// +kubebuilder:rbac:groups=fragile.dev,resources=modelwatermarks,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=fragile.dev,resources=modelwatermarks/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=fragile.dev,resources=modelwatermarks/finalizers,verbs=update
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;patch;delete
@@ -100,7 +101,9 @@ func (r *ModelWatermarkReconciler) reconcile(ctx context.Context, req ctrl.Reque
 	log := logf.FromContext(ctx)
 
 	// 1. Load the ModelWatermark. A deleted one takes its Jobs and Secrets with it through
-	// owner references; only its metric series are left to forget.
+	// owner references; only its metric series are left to forget. One being deleted whose
+	// bundle is on a PVC or in S3 first has its bundle reclaimed (cleanup.go); it carries that
+	// finalizer from before its first training Job.
 	var mw fragilev1alpha1.ModelWatermark
 	if err := r.Get(ctx, req.NamespacedName, &mw); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -110,7 +113,10 @@ func (r *ModelWatermarkReconciler) reconcile(ctx context.Context, req ctrl.Reque
 		return ctrl.Result{}, err
 	}
 	if !mw.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, nil
+		return r.finalize(ctx, &mw)
+	}
+	if err := r.ensureFinalizer(ctx, &mw); err != nil {
+		return ctrl.Result{}, err
 	}
 
 	o := &observation{mw: &mw, now: r.Clock.Now(), hash: watermarkHash(&mw)}
@@ -600,6 +606,8 @@ func (r *ModelWatermarkReconciler) SetupWithManager(ctx context.Context, mgr ctr
 		Owns(&corev1.Secret{}, builder.OnlyMetadata).
 		// A Pod's termination message can land in the cache after its Job turned Complete.
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(podToModelWatermark)).
+		// The cleanup Job is not owned (cleanup.go says why); its label names the resource.
+		Watches(&batchv1.Job{}, handler.EnqueueRequestsFromMapFunc(cleanupJobToModelWatermark)).
 		Named("modelwatermark").
 		Complete(r)
 }

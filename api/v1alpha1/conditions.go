@@ -94,6 +94,26 @@ const (
 	ReasonSuspended = "Suspended"
 )
 
+// Reasons of the events a deletion emits when spec.bundle.reclaimPolicy is Delete. The
+// resource is gone soon after, so these events are the lasting record of what became of its
+// bundle.
+const (
+	// ReasonBundleCleanupStarted (Normal): the cleanup Job that deletes the recorded bundle started.
+	ReasonBundleCleanupStarted = "BundleCleanupStarted"
+	// ReasonBundleDeleted (Normal): the bundle with the recorded digest was deleted.
+	ReasonBundleDeleted = "BundleDeleted"
+	// ReasonBundleAlreadyGone (Normal): nothing was at the bundle's place any more.
+	ReasonBundleAlreadyGone = "BundleAlreadyGone"
+	// ReasonBundleKept: the bundle was left where it is on purpose: its bytes no longer have the
+	// recorded digest (another writer's, Warning), no sealed bundle was ever recorded, or
+	// reclaimPolicy turned Retain (Normal). The message names the place.
+	ReasonBundleKept = "BundleKept"
+	// ReasonBundleCleanupFailed (Warning): the cleanup could not delete the bundle (storage
+	// unreachable, credentials refused, the Job failed or did not finish in time); the resource
+	// was deleted anyway and the message names what was left behind.
+	ReasonBundleCleanupFailed = "BundleCleanupFailed"
+)
+
 // Labels on the objects the operator owns, for people and tools selecting them. What the
 // operator and its Jobs exchange (Secret data keys, annotations, reports) is in pkg/contract.
 const (

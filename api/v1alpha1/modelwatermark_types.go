@@ -155,7 +155,35 @@ type BundleStorage struct {
 	// s3 says how the Jobs reach an s3:// uri.
 	// +optional
 	S3 *S3Access `json:"s3,omitempty"`
+
+	// reclaimPolicy says what becomes of the bundle at uri when the ModelWatermark is deleted,
+	// as a PersistentVolume's does for its volume. Delete (the default): before the resource
+	// goes, a cleanup Job removes the sealed bundle recorded in status.bundle, and only if the
+	// bytes there still have the recorded digest; the claim of a pvc:// uri is never deleted,
+	// only the file. Retain: the bundle stays. Changing it does not retrain; setting Retain on a
+	// resource being deleted stops a cleanup that has not started.
+	// +kubebuilder:default=Delete
+	// +optional
+	ReclaimPolicy BundleReclaimPolicy `json:"reclaimPolicy,omitempty"`
 }
+
+// BundleReclaimPolicy is what happens to a bundle on a PVC or in S3 when its ModelWatermark is
+// deleted. A bundle in the default Secret is always deleted with the resource (owner reference).
+// +kubebuilder:validation:Enum=Delete;Retain
+type BundleReclaimPolicy string
+
+const (
+	// BundleReclaimDelete deletes the recorded bundle through a cleanup Job before the resource
+	// is removed (finalizer FinalizerBundleCleanup).
+	BundleReclaimDelete BundleReclaimPolicy = "Delete"
+	// BundleReclaimRetain leaves the bundle where it is.
+	BundleReclaimRetain BundleReclaimPolicy = "Retain"
+)
+
+// FinalizerBundleCleanup holds a ModelWatermark with reclaimPolicy Delete until its bundle's
+// cleanup Job has run, failed, or timed out. Removing it by hand (kubectl patch ... --type=merge
+// -p '{"metadata":{"finalizers":null}}') deletes the resource and leaves the bundle.
+const FinalizerBundleCleanup = "fragile.dev/bundle-cleanup"
 
 // S3Access names the Secret, in the resource's namespace, that tells the Jobs how to reach
 // S3-compatible storage. Its data keys are the AWS tools' names: AWS_ENDPOINT_URL

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,10 +16,6 @@ import (
 // directory (the operator mounts the S3 Secret there; empty: the AWS_* environment variables).
 // A pvc:// location reaches `fragile` as a plain path: the operator mounts the claim.
 
-// maxBundleBytes bounds a sealed bundle read from storage: 1,000 triggers of a 3x224x224
-// model are 602 MB.
-const maxBundleBytes = 1 << 30
-
 // readModelFrom reads a model from a file, an http(s) URL or s3://.
 func readModelFrom(ctx context.Context, ref, s3Dir string) ([]byte, error) {
 	if !storage.IsS3(ref) {
@@ -32,32 +26,6 @@ func readModelFrom(ctx context.Context, ref, s3Dir string) ([]byte, error) {
 		return nil, fmt.Errorf("model: %w", err)
 	}
 	return data, nil
-}
-
-// readBundleFrom reads a sealed bundle from a file or s3:// and, when want is set, checks that
-// its digest is the one recorded when it was sealed. The error's cause says which problem a
-// person can act on; none of them is tampering.
-func readBundleFrom(ctx context.Context, ref, s3Dir, want string) ([]byte, string, error) {
-	var data []byte
-	var err error
-	if storage.IsS3(ref) {
-		data, err = readS3(ctx, ref, s3Dir, maxBundleBytes)
-		if err != nil {
-			return nil, bundleCause(err), fmt.Errorf("bundle: %w", err)
-		}
-	} else if data, err = os.ReadFile(ref); err != nil {
-		cause := ""
-		if os.IsNotExist(err) {
-			cause = contract.CauseBundleNotFound
-		}
-		return nil, cause, fmt.Errorf("bundle file: %w", err)
-	}
-	if got := digestOf(data); want != "" && got != want {
-		return nil, contract.CauseBundleDigestMismatch, fmt.Errorf(
-			"bundle %s has digest %s, not the %s recorded when it was sealed: it was replaced or damaged, so the "+
-				"model cannot be verified against it (retrain by deleting the training Jobs)", ref, got, want)
-	}
-	return data, "", nil
 }
 
 // writeBundleTo stores a sealed bundle in a file (creating its directory, as on a fresh PVC)
@@ -75,7 +43,7 @@ func writeBundleTo(ctx context.Context, ref, s3Dir string, sealed []byte) (strin
 		if err := storage.Put(ctx, cfg, obj, sealed); err != nil {
 			return "", err
 		}
-		return digestOf(sealed), nil
+		return storage.Digest(sealed), nil
 	}
 	if err := os.MkdirAll(filepath.Dir(ref), 0o755); err != nil {
 		return "", fmt.Errorf("bundle directory: %w", err)
@@ -88,7 +56,7 @@ func writeBundleTo(ctx context.Context, ref, s3Dir string, sealed []byte) (strin
 	if err := os.Rename(tmp, ref); err != nil {
 		return "", err
 	}
-	return digestOf(sealed), nil
+	return storage.Digest(sealed), nil
 }
 
 func readS3(ctx context.Context, ref, s3Dir string, limit int64) ([]byte, error) {
@@ -103,19 +71,6 @@ func readS3(ctx context.Context, ref, s3Dir string, limit int64) ([]byte, error)
 	return storage.Get(ctx, cfg, obj, limit)
 }
 
-// bundleCause maps a storage failure reading the bundle to the report's cause.
-func bundleCause(err error) string {
-	switch storage.CauseOf(err) {
-	case storage.CauseUnreachable:
-		return contract.CauseStorageUnreachable
-	case storage.CauseAccessDenied:
-		return contract.CauseStorageAccessDenied
-	case storage.CauseNotFound:
-		return contract.CauseBundleNotFound
-	}
-	return ""
-}
-
 // modelCause maps a storage failure reading the model to the report's cause; a missing model
 // has no cause of its own (the message names it).
 func modelCause(err error) string {
@@ -126,9 +81,4 @@ func modelCause(err error) string {
 		return contract.CauseStorageAccessDenied
 	}
 	return ""
-}
-
-func digestOf(b []byte) string {
-	sum := sha256.Sum256(b)
-	return "sha256:" + hex.EncodeToString(sum[:])
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fragile-operator/fragile-operator/pkg/fragile"
+	"github.com/fragile-operator/fragile-operator/pkg/storage"
 )
 
 func init() { subcommands["verify"] = verify }
@@ -82,7 +83,7 @@ func openBundle(ctx context.Context, src verifySources) (_ *fragile.Bundle, caus
 	if err != nil {
 		return nil, "", err
 	}
-	sealed, cause, err := readBundleFrom(ctx, src.bundle, src.bundleS3, src.bundleDigest)
+	sealed, cause, err := storage.ReadBundle(ctx, src.bundle, src.bundleS3, src.bundleDigest)
 	if err != nil {
 		return nil, cause, err
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/fragile-operator/fragile-operator/internal/cli"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile"
+	"github.com/fragile-operator/fragile-operator/pkg/storage"
 )
 
 func init() { subcommands["watermark"] = watermark }
@@ -125,7 +126,7 @@ func watermark(ctx context.Context, args []string) int {
 		KeyID:           key.ID(),
 		BundleBytes:     len(sealed),
 		BundleURI:       bundleURI,
-		BundleDigest:    digestOf(sealed),
+		BundleDigest:    storage.Digest(sealed),
 		DurationSeconds: time.Since(start).Seconds(),
 	}
 	if err := writeReport(*report, result); err != nil {
