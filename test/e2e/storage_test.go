@@ -10,9 +10,12 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fragilev1alpha1 "github.com/fragile-operator/fragile-operator/api/v1alpha1"
 	"github.com/fragile-operator/fragile-operator/internal/s3test"
@@ -33,7 +36,9 @@ const bigTriggers = 400
 //     (StorageUnreachable), the bundle deleted (BundleNotFound), the bundle replaced
 //     (BundleDigestMismatch), all Intact=Unknown; finally the model object in S3 replaced by a
 //     tampered copy -> Intact=False TamperDetected;
-//   - "pvc": a bundle over 1 MiB on a PersistentVolumeClaim -> Watermarked=True, Intact=True.
+//   - "pvc": a bundle over 1 MiB on a PersistentVolumeClaim -> Watermarked=True, Intact=True;
+//   - both deleted: their cleanup Jobs delete the object from the bucket and the file from the
+//     claim (reclaimPolicy Delete, the default), and the model stays.
 func TestBundleStorage(t *testing.T) {
 	model, err := zoo.MNIST7()
 	if err != nil {
@@ -148,6 +153,65 @@ func TestBundleStorage(t *testing.T) {
 	}
 	must(t, storage.Put(ctx, cfg, modelObj, noisy))
 	lc.waitCond(ns, "s3", fragilev1alpha1.ConditionIntact, "False", fragilev1alpha1.ReasonTamperDetected, 4*time.Minute)
+
+	// Deleting the resources (reclaimPolicy Delete, the default) runs their cleanup Jobs: the
+	// object leaves the bucket, the file leaves the claim, and each resource goes with a
+	// BundleDeleted event.
+	for _, mw := range []*fragilev1alpha1.ModelWatermark{s3mw, pvcmw} {
+		must(t, lc.c.Delete(ctx, mw))
+	}
+	for _, name := range []string{"s3", "pvc"} {
+		lc.waitGone(ns, name, 5*time.Minute)
+		lc.waitEvent(ns, name, fragilev1alpha1.ReasonBundleDeleted, time.Minute)
+	}
+	if _, err := storage.Get(ctx, cfg, bundleObj, 1<<30); storage.CauseOf(err) != storage.CauseNotFound {
+		t.Errorf("the bundle is still in the bucket after its resource went: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(lc.dir, "cluster", "pvc", "bundles", "default", "pvc.bundle")); !os.IsNotExist(err) {
+		t.Errorf("the bundle is still on the claim after its resource went: %v", err)
+	}
+	if _, err := storage.Get(ctx, cfg, modelObj, 1<<30); err != nil {
+		t.Errorf("the model, which is the user's, went with the bundle: %v", err)
+	}
+}
+
+// waitGone waits until a ModelWatermark no longer exists.
+func (lc *localCluster) waitGone(ns, name string, timeout time.Duration) {
+	lc.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		err := lc.c.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, &fragilev1alpha1.ModelWatermark{})
+		if apierrors.IsNotFound(err) {
+			return
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	lc.t.Fatalf("ModelWatermark %s/%s still there after %s; manager log:\n%s", ns, name, timeout, lc.managerLog())
+}
+
+// waitEvent waits for an event of the given reason about a ModelWatermark.
+func (lc *localCluster) waitEvent(ns, name, reason string, timeout time.Duration) {
+	lc.t.Helper()
+	deadline := time.Now().Add(timeout)
+	var seen []string
+	for time.Now().Before(deadline) {
+		var list eventsv1.EventList
+		if err := lc.c.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
+			lc.t.Fatal(err)
+		}
+		seen = seen[:0]
+		for _, e := range list.Items {
+			if e.Regarding.Kind == "ModelWatermark" && e.Regarding.Name == name {
+				if e.Reason == reason {
+					lc.t.Logf("%s %s: %s", name, e.Reason, e.Note)
+					return
+				}
+				seen = append(seen, e.Reason+": "+e.Note)
+			}
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	lc.t.Fatalf("no %s event about %s/%s within %s; saw %q", reason, ns, name, timeout, seen)
 }
 
 func must(t *testing.T, err error) {
