@@ -32,13 +32,14 @@ import (
 
 const s3Secret = "s3-credentials"
 
-// TestEnvtestBundleInS3: model and bundle in S3 reach Watermarked=True and Intact=True; wrong
-// credentials, an unreachable endpoint, a deleted and a replaced bundle each give Intact=Unknown
-// with their reason, never TamperDetected; a fine-tuned model in S3 gives TamperDetected. Then
-// three deletions: the sealed bundle is deleted from the bucket; a bundle replaced by another
-// writer is kept; with refused credentials the resource still goes and the event says what
-// was left behind.
-func TestEnvtestBundleInS3(t *testing.T) {
+// TestEnvtestBundleStorage: model and bundle in S3 reach Watermarked=True and Intact=True;
+// wrong credentials, an unreachable endpoint, a deleted and a replaced bundle each give
+// Intact=Unknown with their reason, never TamperDetected; a fine-tuned model in S3 gives
+// TamperDetected. A bundle on a PVC (model in S3) is Intact, a deleted file BundleNotFound, and
+// deleting the resource deletes the file. Then three deletions in S3: the sealed bundle leaves
+// the bucket; a bundle replaced by another writer is kept; with refused credentials the
+// resource still goes and the event says what was left behind.
+func TestEnvtestBundleStorage(t *testing.T) {
 	s := envtestSuite(t)
 	srv := s3test.Start(t)
 	srv.MakeBucket(t, "models")
@@ -56,6 +57,7 @@ func TestEnvtestBundleInS3(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.keyed(t, ns, "convnet-key", w)
+	claims := t.TempDir() // what the claims the Jobs mount hold: claims/CLAIM/...
 	inS3 := func(name string) *fragilev1alpha1.ModelWatermark {
 		return newMW(name, inNamespace(ns), withKeyRef("convnet-key"), withBundle("s3://bundles/"+ns+"/"+name, ""),
 			func(mw *fragilev1alpha1.ModelWatermark) {
@@ -68,7 +70,7 @@ func TestEnvtestBundleInS3(t *testing.T) {
 	names := []string{"story", "replaced", "refused"}
 	for _, name := range names {
 		s.create(t, inS3(name))
-		s.trainToS3(t, ns, name, w)
+		s.trainOffSecret(t, ns, name, w, claims)
 		s.waitCond(t, ns, name, fragilev1alpha1.ConditionWatermarked, "True", fragilev1alpha1.ReasonWatermarked)
 		if !hasFinalizer(s.mw(t, ns, name)) {
 			t.Fatalf("%s: no %s finalizer", name, fragilev1alpha1.FinalizerBundleCleanup)
@@ -81,7 +83,7 @@ func TestEnvtestBundleInS3(t *testing.T) {
 		t.Fatalf("status.bundle %+v", st.Bundle)
 	}
 
-	s.verifyS3(t, ns, name, w.Key)
+	s.verifyOffSecret(t, ns, name, w.Key, claims)
 	s.waitCond(t, ns, name, fragilev1alpha1.ConditionIntact, "True", fragilev1alpha1.ReasonIntact)
 
 	editSecret := func(key, value string) {
@@ -113,7 +115,7 @@ func TestEnvtestBundleInS3(t *testing.T) {
 		s.clock.Step(600 * time.Second)
 		s.poke(t, ns, name)
 		step.breakIt()
-		if rep := s.verifyS3(t, ns, name, w.Key); rep.Cause != step.reason {
+		if rep := s.verifyOffSecret(t, ns, name, w.Key, claims); rep.Cause != step.reason {
 			t.Errorf("%s: the played Job reported cause %q: %s", step.reason, rep.Cause, rep.Message)
 		}
 		s.waitCond(t, ns, name, fragilev1alpha1.ConditionIntact, "Unknown", step.reason)
@@ -127,13 +129,46 @@ func TestEnvtestBundleInS3(t *testing.T) {
 	s.clock.Step(600 * time.Second)
 	s.poke(t, ns, name)
 	must(t, storage.Put(ctx, cfg, modelObj, w.FineTuned))
-	if rep := s.verifyS3(t, ns, name, w.Key); rep.Result != fragile.ResultTampered {
+	if rep := s.verifyOffSecret(t, ns, name, w.Key, claims); rep.Result != fragile.ResultTampered {
 		t.Fatalf("the fine-tuned model in S3: %+v", rep)
 	}
 	s.waitCond(t, ns, name, fragilev1alpha1.ConditionIntact, "False", fragilev1alpha1.ReasonTamperDetected)
 
+	// The same on a PVC: the claim mounted read-write for training and cleanup, read-only for
+	// verification; a deleted file is BundleNotFound; deleting the resource deletes the file.
+	onPVC := newMW("onpvc", inNamespace(ns), withKeyRef("convnet-key"), withBundle("pvc://bundles/"+ns+"/onpvc.fwm", ""),
+		func(mw *fragilev1alpha1.ModelWatermark) {
+			mw.Spec.Triggers = int32(w.Bundle.Len())
+			mw.Spec.Model = inS3("onpvc").Spec.Model
+		})
+	must(t, storage.Put(ctx, cfg, modelObj, w.Model))
+	s.create(t, onPVC)
+	s.trainOffSecret(t, ns, "onpvc", w, claims)
+	s.waitCond(t, ns, "onpvc", fragilev1alpha1.ConditionWatermarked, "True", fragilev1alpha1.ReasonWatermarked)
+	file := filepath.Join(claims, "bundles", ns, "onpvc.fwm")
+	if st := s.mw(t, ns, "onpvc").Status.Bundle; st == nil || st.URI != "pvc://bundles/"+ns+"/onpvc.fwm" || st.Digest != storage.Digest(w.Sealed) {
+		t.Fatalf("onpvc: status.bundle %+v", st)
+	}
+	if rep := s.verifyOffSecret(t, ns, "onpvc", w.Key, claims); rep.Result != fragile.ResultIntact {
+		t.Fatalf("onpvc: %+v", rep)
+	}
+	s.waitCond(t, ns, "onpvc", fragilev1alpha1.ConditionIntact, "True", fragilev1alpha1.ReasonIntact)
+	s.clock.Step(600 * time.Second)
+	s.poke(t, ns, "onpvc")
+	must(t, os.Remove(file))
+	s.verifyOffSecret(t, ns, "onpvc", w.Key, claims)
+	s.waitCond(t, ns, "onpvc", fragilev1alpha1.ConditionIntact, "Unknown", fragilev1alpha1.ReasonBundleNotFound)
+	must(t, os.WriteFile(file, w.Sealed, 0o600))
+	s.deleteAndClean(t, ns, "onpvc", claims, corev1.EventTypeNormal, fragilev1alpha1.ReasonBundleDeleted)
+	if _, err := os.Stat(file); !os.IsNotExist(err) {
+		t.Errorf("the bundle file is still on the claim: %v", err)
+	}
+	if _, err := os.Stat(filepath.Dir(file)); err != nil {
+		t.Errorf("the claim's directory went with the file: %v", err)
+	}
+
 	// Deleting the resource deletes its sealed bundle from the bucket.
-	s.deleteAndClean(t, ns, name, corev1.EventTypeNormal, fragilev1alpha1.ReasonBundleDeleted)
+	s.deleteAndClean(t, ns, name, claims, corev1.EventTypeNormal, fragilev1alpha1.ReasonBundleDeleted)
 	if _, err := os.Stat(filepath.Join(srv.Root, "bundles", ns, name)); !os.IsNotExist(err) {
 		t.Errorf("the bundle is still in the bucket: %v", err)
 	}
@@ -141,14 +176,14 @@ func TestEnvtestBundleInS3(t *testing.T) {
 	// A bundle another writer replaced is kept.
 	other := []byte("another writer's object")
 	must(t, storage.Put(ctx, cfg, storage.S3Object{Bucket: "bundles", Key: ns + "/replaced"}, other))
-	s.deleteAndClean(t, ns, "replaced", corev1.EventTypeWarning, fragilev1alpha1.ReasonBundleKept)
+	s.deleteAndClean(t, ns, "replaced", claims, corev1.EventTypeWarning, fragilev1alpha1.ReasonBundleKept)
 	if got, err := os.ReadFile(filepath.Join(srv.Root, "bundles", ns, "replaced")); err != nil || string(got) != string(other) {
 		t.Errorf("the other writer's object: %q %v", got, err)
 	}
 
 	// Refused credentials: the resource goes, the bundle stays, the event says so.
 	editSecret(storage.KeySecretAccessKey, "not-the-secret")
-	s.deleteAndClean(t, ns, "refused", corev1.EventTypeWarning, fragilev1alpha1.ReasonBundleCleanupFailed)
+	s.deleteAndClean(t, ns, "refused", claims, corev1.EventTypeWarning, fragilev1alpha1.ReasonBundleCleanupFailed)
 	if _, err := os.Stat(filepath.Join(srv.Root, "bundles", ns, "refused")); err != nil {
 		t.Errorf("the bundle left behind is not there: %v", err)
 	}
@@ -159,23 +194,29 @@ func TestEnvtestBundleInS3(t *testing.T) {
 	}
 }
 
-// trainToS3 plays the training Job: it writes the fixture's sealed bundle where the Job's
-// --out says with the credentials its volume mounts, records the digest on the bundle Secret
-// as `fragile watermark --progress-secret` does, and terminates with the report.
-func (s *envSuite) trainToS3(t *testing.T, ns, name string, w *oiptest.Watermarked) {
+// trainOffSecret plays the training Job: it writes the fixture's sealed bundle where the Job's
+// --out says, with the credentials its volume mounts or into the claim it mounts (a directory
+// of claims), records the digest on the bundle Secret as `fragile watermark --progress-secret`
+// does, and terminates with the report.
+func (s *envSuite) trainOffSecret(t *testing.T, ns, name string, w *oiptest.Watermarked, claims string) {
 	t.Helper()
 	job := s.waitJob(t, ns, name, componentTraining, running)
 	args := jobArgs(job)
-	creds := s.mountedSecret(t, job, args["--out-s3-credentials"])
-	cfg, err := storage.LoadS3Config(creds)
-	if err != nil {
-		t.Fatal(err)
+	if storage.IsS3(args["--out"]) {
+		cfg, err := storage.LoadS3Config(s.mountedSecret(t, job, args["--out-s3-credentials"]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		obj, err := storage.ParseS3(args["--out"])
+		if err != nil {
+			t.Fatalf("training Job --out: %v", err)
+		}
+		must(t, storage.Put(context.Background(), cfg, obj, w.Sealed))
+	} else {
+		path := mountedClaim(t, job, args["--out"], claims, false)
+		must(t, os.MkdirAll(filepath.Dir(path), 0o755))
+		must(t, os.WriteFile(path, w.Sealed, 0o600))
 	}
-	obj, err := storage.ParseS3(args["--out"])
-	if err != nil {
-		t.Fatalf("training Job --out: %v", err)
-	}
-	must(t, storage.Put(context.Background(), cfg, obj, w.Sealed))
 	digest := storage.Digest(w.Sealed)
 	eventually(t, "recording the bundle digest", func() (bool, string) {
 		var secret corev1.Secret
@@ -193,15 +234,17 @@ func (s *envSuite) trainToS3(t *testing.T, ns, name string, w *oiptest.Watermark
 	}, 0))
 }
 
-// verifyS3 plays the running verification Job as `fragile verify` runs it: the bundle read and
-// checked against --bundle-digest, then the model read, both through the mounted credentials.
-func (s *envSuite) verifyS3(t *testing.T, ns, name string, key fragile.Key) fragile.VerifyReport {
+// verifyOffSecret plays the running verification Job as `fragile verify` runs it: the bundle
+// read (from S3 or the mounted claim) and checked against --bundle-digest, then the model read
+// from S3, both through the mounted credentials.
+func (s *envSuite) verifyOffSecret(t *testing.T, ns, name string, key fragile.Key, claims string) fragile.VerifyReport {
 	t.Helper()
 	ctx := context.Background()
 	job := s.waitJob(t, ns, name, componentVerification, running)
 	args := jobArgs(job)
 	rep := func() fragile.VerifyReport {
-		sealed, cause, err := storage.ReadBundle(ctx, args["--bundle"], s.mountedSecret(t, job, args["--bundle-s3-credentials"]), args["--bundle-digest"])
+		ref, creds := s.bundleRef(t, job, claims, true)
+		sealed, cause, err := storage.ReadBundle(ctx, ref, creds, args["--bundle-digest"])
 		if err != nil {
 			return fragile.VerifyReport{Result: fragile.ResultError, Message: err.Error(), Cause: cause}
 		}
@@ -233,7 +276,7 @@ func (s *envSuite) verifyS3(t *testing.T, ns, name string, key fragile.Key) frag
 
 // deleteAndClean deletes the resource, plays its cleanup Job with storage.ReclaimBundle (what
 // `fragile cleanup` runs), and waits for the resource to go with the event of the outcome.
-func (s *envSuite) deleteAndClean(t *testing.T, ns, name, eventType, reason string) {
+func (s *envSuite) deleteAndClean(t *testing.T, ns, name, claims, eventType, reason string) {
 	t.Helper()
 	ctx := context.Background()
 	if err := s.admin.Delete(ctx, s.mw(t, ns, name)); err != nil {
@@ -248,7 +291,8 @@ func (s *envSuite) deleteAndClean(t *testing.T, ns, name, eventType, reason stri
 	if err := s.admin.Get(ctx, objectKey(ns, name), &fragilev1alpha1.ModelWatermark{}); err != nil {
 		t.Fatalf("the resource went before its cleanup ran: %v", err)
 	}
-	rep := storage.ReclaimBundle(ctx, args["--bundle"], s.mountedSecret(t, &job, args["--bundle-s3-credentials"]), args["--bundle-digest"])
+	ref, creds := s.bundleRef(t, &job, claims, false)
+	rep := storage.ReclaimBundle(ctx, ref, creds, args["--bundle-digest"])
 	msg, err := json.Marshal(rep)
 	if err != nil {
 		t.Fatal(err)
@@ -259,6 +303,41 @@ func (s *envSuite) deleteAndClean(t *testing.T, ns, name, eventType, reason stri
 		return apierrors.IsNotFound(err), errString(err)
 	})
 	s.waitEvent(t, ns, name, eventType, reason)
+}
+
+// bundleRef is the Job's --bundle as the test reaches it: an s3:// URI with the directory of
+// the mounted credentials, or the file inside the mounted claim (which must be read-only when
+// readOnly is set).
+func (s *envSuite) bundleRef(t *testing.T, job *batchv1.Job, claims string, readOnly bool) (ref, creds string) {
+	t.Helper()
+	args := jobArgs(job)
+	if storage.IsS3(args["--bundle"]) {
+		return args["--bundle"], s.mountedSecret(t, job, args["--bundle-s3-credentials"])
+	}
+	return mountedClaim(t, job, args["--bundle"], claims, readOnly), ""
+}
+
+// mountedClaim maps a path inside a Job to the test's directory of the claim mounted there:
+// claims/CLAIM/REST. It fails when the claim's mount is not read-only and readOnly is set.
+func mountedClaim(t *testing.T, job *batchv1.Job, path, claims string, readOnly bool) string {
+	t.Helper()
+	pod := job.Spec.Template.Spec
+	for _, m := range pod.Containers[0].VolumeMounts {
+		rest, ok := strings.CutPrefix(path, m.MountPath+"/")
+		if !ok {
+			continue
+		}
+		for _, v := range pod.Volumes {
+			if pvc := v.PersistentVolumeClaim; v.Name == m.Name && pvc != nil {
+				if readOnly && !(m.ReadOnly && pvc.ReadOnly) {
+					t.Errorf("Job %s mounts claim %s read-write", job.Name, pvc.ClaimName)
+				}
+				return filepath.Join(claims, pvc.ClaimName, rest)
+			}
+		}
+	}
+	t.Fatalf("Job %s mounts no claim holding %q", job.Name, path)
+	return ""
 }
 
 // mountedSecret is what the Job would see at dir: the Secret its volume mounted there,
