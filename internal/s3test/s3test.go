@@ -24,9 +24,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
-
 	"github.com/fragile-operator/fragile-operator/pkg/storage"
 )
 
@@ -134,20 +131,7 @@ func (s *Server) SecretData() map[string][]byte {
 // MakeBucket creates a bucket.
 func (s *Server) MakeBucket(t testing.TB, name string) {
 	t.Helper()
-	cfg := s.Config()
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(s.CA)
-	tr, err := minio.DefaultTransport(true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr.TLSClientConfig.RootCAs = pool
-	mc, err := minio.New(cfg.Endpoint.Host, &minio.Options{Creds: credentials.NewStaticV4(s.AccessKey, s.SecretKey, ""),
-		Secure: true, Transport: tr, BucketLookup: minio.BucketLookupPath})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := mc.MakeBucket(context.Background(), name, minio.MakeBucketOptions{Region: "us-east-1"}); err != nil {
+	if err := storage.MakeBucket(context.Background(), s.Config(), name); err != nil {
 		t.Fatalf("creating bucket %s: %v", name, err)
 	}
 }

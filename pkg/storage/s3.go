@@ -203,6 +203,22 @@ func Put(parent context.Context, cfg S3Config, obj S3Object, data []byte) error 
 	return nil
 }
 
+// MakeBucket creates a bucket; one that exists and is ours is not an error. The operator
+// never creates buckets (the Jobs write into the one spec.bundle.uri names); tests and demos do.
+func MakeBucket(parent context.Context, cfg S3Config, bucket string) error {
+	ctx, cancel := context.WithTimeout(parent, requestTimeout)
+	defer cancel()
+	mc, err := cfg.client()
+	if err != nil {
+		return err
+	}
+	err = mc.MakeBucket(ctx, bucket, minio.MakeBucketOptions{Region: cfg.Region})
+	if code := minio.ToErrorResponse(err).Code; err != nil && code != "BucketAlreadyOwnedByYou" {
+		return cfg.classify(parent, S3Object{Bucket: bucket}, "creating bucket", err)
+	}
+	return nil
+}
+
 // Delete removes an object; a missing one is not an error.
 func Delete(parent context.Context, cfg S3Config, obj S3Object) error {
 	ctx, cancel := context.WithTimeout(parent, requestTimeout)
