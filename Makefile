@@ -24,6 +24,10 @@ demo-cli: ## The same story with the fragile command alone, no Kubernetes.
 demo-endpoint: ## Verify a live endpoint: fragile serve on loopback, the model swapped while it runs.
 	hack/demo-endpoint.sh
 
+.PHONY: demo-s3
+demo-s3: ## A real CIFAR-10 model whose bundle does not fit in a Secret, protected through S3 (versitygw on loopback).
+	hack/demo-s3.sh
+
 .PHONY: test
 test: ## Run every check CI runs: format, vet, manifests, unit, envtest and fuzz smoke tests.
 	hack/test.sh
