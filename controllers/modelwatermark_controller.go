@@ -75,7 +75,7 @@ type ModelWatermarkReconciler struct {
 }
 
 // The manager patches ModelWatermarks only to add and remove the bundle-cleanup finalizer.
-// +kubebuilder:rbac:groups=fragile.dev,resources=modelwatermarks,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=fragile.dev,resources=modelwatermarks,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=fragile.dev,resources=modelwatermarks/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=fragile.dev,resources=modelwatermarks/finalizers,verbs=update
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;patch;delete
