@@ -359,23 +359,25 @@ func splitTwo(b *onnxtest.Builder, split string) string {
 func TestOpGradients(t *testing.T) {
 	r := rand.New(rand.NewPCG(61, 62))
 	for _, name := range slices.Sorted(maps.Keys(opCases)) {
-		c := opCases[name]
-		t.Run(name, func(t *testing.T) {
-			m := c.model(t, r.Uint64())
-			const batch = 2
-			dims := c.dims
-			if dims == nil {
-				dims = []int64{4, 6, 6}
-			}
-			size := 1
-			for _, d := range dims {
-				size *= int(d)
-			}
-			inputs := make([]float64, batch*size)
-			for i := range inputs {
-				inputs[i] = r.NormFloat64()
-			}
-			checkGradients(t, gradCase{model: m, inputs: inputs, batch: batch, scale: 1, hInput: 1e-5, hParam: 1e-5, slopes: true}, r)
-		})
+		t.Run(name, func(t *testing.T) { checkOpCase(t, opCases[name], r) })
 	}
+}
+
+// checkOpCase checks one op case at batch 2 on normal random inputs.
+func checkOpCase(t *testing.T, c opCase, r *rand.Rand) {
+	m := c.model(t, r.Uint64())
+	const batch = 2
+	dims := c.dims
+	if dims == nil {
+		dims = []int64{4, 6, 6}
+	}
+	size := 1
+	for _, d := range dims {
+		size *= int(d)
+	}
+	inputs := make([]float64, batch*size)
+	for i := range inputs {
+		inputs[i] = r.NormFloat64()
+	}
+	checkGradients(t, gradCase{model: m, inputs: inputs, batch: batch, scale: 1, hInput: 1e-5, hParam: 1e-5, slopes: true}, r)
 }

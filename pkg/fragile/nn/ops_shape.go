@@ -100,7 +100,8 @@ func buildTranspose(_ *builder, node *onnx.Node, in []*G.Node) (*G.Node, error) 
 	return G.Transpose(in[0], perm...)
 }
 
-// buildConcat joins its FLOAT inputs (any number) along axis.
+// buildConcat joins its FLOAT inputs (any number) along axis, on concatKernel:
+// gorgonia's own Concat has a wrong gradient past channel 255 (see concatKernel).
 func buildConcat(_ *builder, node *onnx.Node, parts []*G.Node) (*G.Node, error) {
 	if len(parts) == 0 {
 		return nil, fmt.Errorf("no inputs")
@@ -112,7 +113,7 @@ func buildConcat(_ *builder, node *onnx.Node, parts []*G.Node) (*G.Node, error) 
 	if len(parts) == 1 {
 		return parts[0], nil
 	}
-	return G.Concat(a, parts...)
+	return applyKernel(&concatKernel{axis: a, parts: len(parts)}, parts...)
 }
 
 func buildSlice(b *builder, node *onnx.Node, in []*G.Node) (*G.Node, error) {
