@@ -20,7 +20,9 @@
 // and ceil-mode pooling, convolution and pooling over 3 or more spatial axes, Pad
 // in every mode, strided Slice, Gather, Split, Clip, the hard activations, Pow by
 // a tensor and batched MatMul) runs on plain-Go kernels (kernels_*.go) behind one
-// gorgonia Op with a symbolic gradient (kernel.go). Values of more than 4 axes
+// gorgonia Op with a symbolic gradient (kernel.go), and so do Concat and
+// BatchNormalization's per-channel affine step, whose gorgonia compositions had
+// wrong gradients in whole models (kernels_layout.go). Values of more than 4 axes
 // are broadcast only inside those kernels: gorgonia's broadcasting stops at 4. The
 // integer shape arithmetic PyTorch exports (Shape -> Gather -> Unsqueeze -> Concat
 // -> Reshape, integer Div and Cast) is folded into constants while building

@@ -42,10 +42,10 @@ func buildBatchNorm(b *builder, node *onnx.Node, in []*G.Node) (*G.Node, error) 
 	return batchNorm(b, x, scale, bias, mean, variance, eps)
 }
 
-// batchNorm normalises x of rank 2 to 4 along axis 1.
+// batchNorm normalises x along axis 1. The per-channel scale and shift are
+// computed from the weights by gorgonia ops and applied by channelAffineKernel
+// (see there why not by broadcasting ops).
 func batchNorm(b *builder, x, scale, bias, mean, variance *G.Node, eps float64) (*G.Node, error) {
-	shape := ones(x.Dims())
-	shape[1] = x.Shape()[1]
 	std, err := G.Add(variance, b.constant(eps))
 	if err != nil {
 		return nil, err
@@ -65,15 +65,14 @@ func batchNorm(b *builder, x, scale, bias, mean, variance *G.Node, eps float64) 
 	if err != nil {
 		return nil, err
 	}
+	// Kernel inputs share one rank: the parameters as (1, C, 1, ...).
+	shape := ones(x.Dims())
+	shape[1] = x.Shape()[1]
 	if s, err = G.Reshape(s, tensor.Shape(shape)); err != nil {
 		return nil, err
 	}
 	if shift, err = G.Reshape(shift, tensor.Shape(shape)); err != nil {
 		return nil, err
 	}
-	y, err := broadcastBinary("Mul", x, s)
-	if err != nil {
-		return nil, err
-	}
-	return broadcastBinary("Add", y, shift)
+	return applyKernel(channelAffineKernel{}, x, s, shift)
 }

@@ -10,7 +10,9 @@ import (
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/onnx"
 )
 
-// Gradients through Concat with parts past channel 255. gorgonia v0.9.18's own
+// Gradient faults of the builder that only whole models showed.
+//
+// Concat with parts past channel 255. gorgonia v0.9.18's own
 // Concat takes each part's gradient as a slice of the output's, and its slice op
 // hashes the slice bounds as single bytes: the gradients of the parts at [s:e] and
 // [s+256:e+256] became one graph node, and densenet121's input gradient was wrong
@@ -95,4 +97,27 @@ func denseNet(r *rand.Rand, width, growth int64, layers int) *onnx.Model {
 	h = b.Node("Flatten", []string{h})
 	b.Node("Gemm", []string{h, b.Weight("fc.weight", 0, 0.3, c, 10), b.Weight("fc.bias", 0, 0.1, 10)})
 	return b.Model(-1, 10)
+}
+
+// TestBatchNormGradientBatchOne checks BatchNormalization at batch 1 on 1x1 maps
+// (densenet121's last dense block when one example is differentiated), where
+// nothing broadcasts. Built from gorgonia's Reshape, Sub and an unbroadcast Add,
+// Sub's gradient negated the output's gradient in place through the Reshape of
+// the shift: the mean, variance and (in densenet121) input gradients were wrong.
+func TestBatchNormGradientBatchOne(t *testing.T) {
+	for name, dims := range map[string][]int64{"1x1": {4, 1, 1}, "2x2": {4, 2, 2}} {
+		t.Run(name, func(t *testing.T) {
+			r := rand.New(rand.NewPCG(75, 76))
+			c := opCase{dims: dims, body: func(b *onnxtest.Builder) string {
+				return b.Node("BatchNormalization", []string{b.Last(),
+					b.Uniform("bn.weight", 0.5, 1.5, 4), b.Weight("bn.bias", 0, 0.3, 4),
+					b.Weight("bn.running_mean", 0, 0.3, 4), b.Uniform("bn.running_var", 0.5, 2, 4)})
+			}}
+			inputs := make([]float64, dims[0]*dims[1]*dims[2])
+			for i := range inputs {
+				inputs[i] = r.NormFloat64()
+			}
+			checkGradients(t, gradCase{model: c.model(t, r.Uint64()), inputs: inputs, batch: 1, scale: 1, hInput: 1e-5, hParam: 1e-5, slopes: true}, r)
+		})
+	}
 }

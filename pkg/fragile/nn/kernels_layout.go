@@ -91,3 +91,55 @@ func (k *concatKernel) backward(wrt int, grad, gradOut []float64, _ [][]float64,
 		}
 	}
 }
+
+// channelAffineKernel is y = x*scale[c] + shift[c] along axis 1, for
+// BatchNormalization. Built from gorgonia ops, the (C) parameters need a Reshape
+// to (1, C, 1, ...), and a Reshape shares its input's memory: when x is
+// (1, C, 1, 1) (batch 1 on densenet121's 1x1 maps) nothing broadcasts, the
+// shift's gradient is the output's gradient node itself, and Sub's gradient
+// negated it in place through the Reshape, where the tape machine cannot see it.
+type channelAffineKernel struct{}
+
+func (channelAffineKernel) String() string         { return "ChannelAffine" }
+func (channelAffineKernel) differentiable() []bool { return []bool{true, true, true} }
+
+func (channelAffineKernel) outShape(in []tensor.Shape) (tensor.Shape, error) {
+	x := in[0]
+	if len(x) < 2 {
+		return nil, fmt.Errorf("input %v has no channel axis", x)
+	}
+	for _, p := range in[1:] {
+		if p.TotalSize() != x[1] {
+			return nil, fmt.Errorf("parameter %v for %d channels", p, x[1])
+		}
+	}
+	return x.Clone(), nil
+}
+
+// layout returns the number of channels and the length of one channel's block.
+func (channelAffineKernel) layout(x tensor.Shape) (channels, inner int) {
+	return x[1], tensor.Shape(x[2:]).TotalSize()
+}
+
+func (k channelAffineKernel) forward(out []float64, in [][]float64, shapes []tensor.Shape) {
+	channels, inner := k.layout(shapes[0])
+	for i, v := range in[0] {
+		c := i / inner % channels
+		out[i] = v*in[1][c] + in[2][c]
+	}
+}
+
+func (k channelAffineKernel) backward(wrt int, grad, gradOut []float64, in [][]float64, shapes []tensor.Shape) {
+	channels, inner := k.layout(shapes[0])
+	for i, g := range gradOut {
+		c := i / inner % channels
+		switch wrt {
+		case 0:
+			grad[i] += g * in[1][c]
+		case 1:
+			grad[c] += g * in[0][i]
+		default:
+			grad[c] += g
+		}
+	}
+}
