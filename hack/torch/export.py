@@ -12,6 +12,17 @@ cumulative average, momentum=None), so activations keep a sensible scale through
 deep networks instead of the untouched mean 0 / variance 1. The model is then put in
 eval mode and exported.
 
+Two families' random initialisations are degenerate classifiers that label every
+input alike, so no key of several labels can be carried; revive() changes them in
+the least way that gives the labels back, still random and seeded:
+squeezenet1_1's last convolution (torchvision draws it with std 0.01, and a ReLU
+follows, so most class scores are exactly 0) is drawn again with the Kaiming-uniform
+init torchvision gives its other convolutions, and its bias is moved by minus the
+mean of its output over 64 seeded uniform [0, 1] images; vgg11_bn's last Linear bias is moved
+by minus the mean logit over 64 seeded uniform [0, 1] images (the pixel range
+fragile assumes by default), so the input-independent part of its features no
+longer picks one winner. The manifest's note says so.
+
 Every fixture NAME writes three files in OUTDIR and one entry in OUTDIR/manifest.json:
 
     NAME.onnx         the model as torch.onnx.export writes it (input "input", output "logits")
@@ -86,7 +97,34 @@ def build(family, size, classes, seed):
         note = "CIFAR adaptation: avgpool=Identity, classifier[0]=Linear(512,4096)"
     calibrate(model, size, seed)
     model.eval()
+    revived = revive(family, model, size, seed)
+    if revived:
+        note = "; ".join(filter(None, [note, revived]))
     return model, note
+
+
+def revive(family, model, size, seed):
+    """Undo a degenerate initialisation (see the module doc); returns the note."""
+    if family not in ("squeezenet1_1", "vgg11_bn"):
+        return ""
+    g = torch.Generator().manual_seed(seed + 3)
+    images = torch.rand(64, 3, size, size, generator=g)
+    if family == "squeezenet1_1":
+        conv = model.classifier[1]
+        torch.manual_seed(seed + 3)
+        torch.nn.init.kaiming_uniform_(conv.weight)
+        seen = []
+        hook = conv.register_forward_hook(lambda m, i, o: seen.append(o))
+        with torch.no_grad():
+            model(images)
+            hook.remove()
+            conv.bias -= seen[0].mean((0, 2, 3))
+        return "last conv re-drawn Kaiming-uniform, its bias centred on 64 uniform [0,1] images (torchvision's std 0.01 labels every input alike)"
+    if family == "vgg11_bn":
+        with torch.no_grad():
+            model.classifier[-1].bias -= model(images).mean(0)
+        return "last bias centred on 64 uniform [0,1] images (the random init labels every input alike)"
+    return ""
 
 
 def calibrate(model, size, seed):
