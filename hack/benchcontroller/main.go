@@ -21,24 +21,17 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"math"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -51,6 +44,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	fragilev1alpha1 "github.com/fragile-operator/fragile-operator/api/v1alpha1"
+	"github.com/fragile-operator/fragile-operator/hack/internal/benchkit"
 	"github.com/fragile-operator/fragile-operator/pkg/contract"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile"
 )
@@ -136,7 +130,14 @@ func run(ctx context.Context, n, workers int, binary string) error {
 		return err
 	}
 
-	metricsAddr, probeAddr := freeAddr(), freeAddr()
+	metricsAddr, err := benchkit.FreeAddr()
+	if err != nil {
+		return err
+	}
+	probeAddr, err := benchkit.FreeAddr()
+	if err != nil {
+		return err
+	}
 	mgr := exec.CommandContext(ctx, binary, "manager", "--kubeconfig", kubeconfig,
 		// Plain HTTP: the benchmark measures reconciles, not the metrics endpoint's token reviews.
 		"--metrics-bind-address", metricsAddr, "--metrics-secure=false", "--health-probe-bind-address", probeAddr, "--zap-log-level", "error")
@@ -145,7 +146,7 @@ func run(ctx context.Context, n, workers int, binary string) error {
 		return err
 	}
 	defer func() { _ = mgr.Process.Signal(os.Interrupt); _ = mgr.Wait() }()
-	if err := waitHTTP(ctx, "http://"+probeAddr+"/readyz"); err != nil {
+	if err := benchkit.WaitHTTP(ctx, "http://"+probeAddr+"/readyz"); err != nil {
 		return fmt.Errorf("manager never became ready: %w", err)
 	}
 	b := &bench{c: c, n: n, workers: workers, metrics: "http://" + metricsAddr + "/metrics", pid: mgr.Process.Pid}
@@ -166,7 +167,7 @@ func run(ctx context.Context, n, workers int, binary string) error {
 	type phase struct {
 		name    string
 		wall    time.Duration
-		latency histogram
+		latency benchkit.Histogram
 		cpu     float64
 	}
 	var phases []phase
@@ -176,7 +177,7 @@ func run(ctx context.Context, n, workers int, binary string) error {
 		if err != nil {
 			return err
 		}
-		phases = append(phases, phase{name, time.Since(start), now.reconcile.minus(last.reconcile), now.cpu - last.cpu})
+		phases = append(phases, phase{name, time.Since(start), now.Reconcile.Minus(last.Reconcile), now.CPU - last.CPU})
 		last = now
 		return nil
 	}
@@ -230,7 +231,7 @@ func run(ctx context.Context, n, workers int, binary string) error {
 	if err := mark("periodic verification round", start); err != nil {
 		return err
 	}
-	total := last.reconcile.minus(idle.reconcile)
+	total := last.Reconcile.Minus(idle.Reconcile)
 	end, err := b.scrape()
 	if err != nil {
 		return err
@@ -238,16 +239,17 @@ func run(ctx context.Context, n, workers int, binary string) error {
 
 	// Report.
 	fmt.Printf("ModelWatermarks: %d, wall time %s, machine: %s, Go %s\n\n", n,
-		time.Since(begin).Round(time.Second), machine(), strings.TrimPrefix(runtime.Version(), "go"))
+		time.Since(begin).Round(time.Second), benchkit.Machine(), strings.TrimPrefix(runtime.Version(), "go"))
 	fmt.Println("| phase | wall time | reconciles | median | p90 | p99 | max bucket | manager CPU per reconcile |")
 	fmt.Println("|---|---|---|---|---|---|---|---|")
-	for _, p := range append(phases, phase{"all", time.Since(begin), total, last.cpu - idle.cpu}) {
-		q := p.latency.quantiles(0.5, 0.9, 0.99)
-		fmt.Printf("| %s | %s | %d | %s | %s | %s | %s | %s |\n", p.name, p.wall.Round(time.Second), p.latency.count,
-			ms(q[0]), ms(q[1]), ms(q[2]), ms(p.latency.max()), ms(p.cpu/float64(max(p.latency.count, 1))))
+	for _, p := range append(phases, phase{"all", time.Since(begin), total, last.CPU - idle.CPU}) {
+		q := p.latency.Quantiles(0.5, 0.9, 0.99)
+		fmt.Printf("| %s | %s | %d | %s | %s | %s | %s | %s |\n", p.name, p.wall.Round(time.Second), p.latency.Count,
+			benchkit.MS(q[0]), benchkit.MS(q[1]), benchkit.MS(q[2]), benchkit.MS(p.latency.Max()),
+			benchkit.MS(p.cpu/float64(max(p.latency.Count, 1))))
 	}
 	fmt.Printf("\nmanager memory: RSS %s after the first round, %s at the end, peak (VmHWM) %s; Go heap in use %s at the end\n",
-		mib(settled.rss), mib(end.rss), mib(end.hwm), mib(end.heapInuse))
+		benchkit.MiB(settled.RSS), benchkit.MiB(end.RSS), benchkit.MiB(end.HWM), benchkit.MiB(end.HeapInuse))
 	return nil
 }
 
@@ -438,180 +440,7 @@ func condition(mw *fragilev1alpha1.ModelWatermark, t string) string {
 	return ""
 }
 
-// --- measurements ------------------------------------------------------------------------
-
-type sample struct {
-	reconcile           histogram
-	rss, hwm, heapInuse float64
-	cpu                 float64 // manager CPU seconds (user + system) so far
-}
-
-// scrape reads the manager's metrics (protobuf, for native histograms) and /proc.
-func (b *bench) scrape() (sample, error) {
-	var s sample
-	req, _ := http.NewRequest(http.MethodGet, b.metrics, nil)
-	req.Header.Set("Accept", string(expfmt.NewFormat(expfmt.TypeProtoDelim)))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return s, err
-	}
-	defer resp.Body.Close()
-	dec := expfmt.NewDecoder(resp.Body, expfmt.ResponseFormat(resp.Header))
-	for {
-		var mf dto.MetricFamily
-		if err := dec.Decode(&mf); err != nil {
-			break
-		}
-		switch mf.GetName() {
-		case "controller_runtime_reconcile_time_seconds":
-			for _, m := range mf.Metric {
-				for _, l := range m.Label {
-					if l.GetName() == "controller" && l.GetValue() == "modelwatermark" {
-						s.reconcile = fromNative(m.GetHistogram())
-					}
-				}
-			}
-		case "go_memstats_heap_inuse_bytes":
-			s.heapInuse = mf.Metric[0].GetGauge().GetValue()
-		}
-	}
-	if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", b.pid)); err == nil {
-		// Fields after the parenthesised command: utime and stime are the 12th and 13th, in ticks
-		// of 1/100 s on Linux.
-		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-		utime, _ := strconv.ParseFloat(f[11], 64)
-		stime, _ := strconv.ParseFloat(f[12], 64)
-		s.cpu = (utime + stime) / 100
-	}
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", b.pid))
-	if err != nil {
-		return s, err
-	}
-	for _, line := range strings.Split(string(status), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 3 && f[2] == "kB" {
-			v, _ := strconv.ParseFloat(f[1], 64)
-			switch f[0] {
-			case "VmRSS:":
-				s.rss = v * 1024
-			case "VmHWM:":
-				s.hwm = v * 1024
-			}
-		}
-	}
-	return s, nil
-}
-
-// histogram is a native (exponential) Prometheus histogram: bucket i holds observations in
-// (base^(i-1), base^i].
-type histogram struct {
-	base    float64
-	zero    uint64
-	zeroMax float64
-	buckets map[int]uint64
-	count   uint64
-}
-
-func fromNative(h *dto.Histogram) histogram {
-	out := histogram{base: math.Pow(2, math.Pow(2, -float64(h.GetSchema()))), zero: h.GetZeroCount(),
-		zeroMax: h.GetZeroThreshold(), buckets: map[int]uint64{}, count: h.GetSampleCount()}
-	idx, cnt, di := int32(0), int64(0), 0
-	for _, sp := range h.GetPositiveSpan() {
-		idx += sp.GetOffset()
-		for j := uint32(0); j < sp.GetLength(); j++ {
-			cnt += h.GetPositiveDelta()[di]
-			di++
-			out.buckets[int(idx)] = uint64(cnt)
-			idx++
-		}
-	}
-	return out
-}
-
-func (h histogram) minus(o histogram) histogram {
-	d := histogram{base: h.base, zero: h.zero - o.zero, zeroMax: h.zeroMax, buckets: map[int]uint64{}, count: h.count - o.count}
-	for i, c := range h.buckets {
-		if c > o.buckets[i] {
-			d.buckets[i] = c - o.buckets[i]
-		}
-	}
-	return d
-}
-
-// quantiles returns, for each q, the upper bound of the bucket holding the q-th observation.
-func (h histogram) quantiles(qs ...float64) []float64 {
-	idx := make([]int, 0, len(h.buckets))
-	for i := range h.buckets {
-		idx = append(idx, i)
-	}
-	sort.Ints(idx)
-	out := make([]float64, len(qs))
-	for k, q := range qs {
-		rank := uint64(math.Ceil(q * float64(h.count)))
-		cum := h.zero
-		out[k] = h.zeroMax
-		if cum >= rank {
-			continue
-		}
-		for _, i := range idx {
-			cum += h.buckets[i]
-			out[k] = math.Pow(h.base, float64(i))
-			if cum >= rank {
-				break
-			}
-		}
-	}
-	return out
-}
-
-func (h histogram) max() float64 {
-	m := 0.0
-	for i, c := range h.buckets {
-		if c > 0 {
-			m = math.Max(m, math.Pow(h.base, float64(i)))
-		}
-	}
-	return m
-}
-
-func ms(seconds float64) string { return fmt.Sprintf("%.1f ms", seconds*1000) }
-func mib(bytes float64) string  { return fmt.Sprintf("%.0f MiB", bytes/(1<<20)) }
-
-func machine() string {
-	model := "unknown CPU"
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				model = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	return fmt.Sprintf("%d cores (%s), %s", runtime.NumCPU(), model, runtime.GOOS)
-}
-
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		fail(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func waitHTTP(ctx context.Context, url string) error {
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+// scrape samples the manager's metrics and process.
+func (b *bench) scrape() (benchkit.Sample, error) {
+	return benchkit.ScrapeManager(b.metrics, "modelwatermark", b.pid)
 }
