@@ -82,6 +82,10 @@ eval: ## Reproduce BENCHMARKS.md's detection tables and plots from scratch (QUIC
 bench-controller: ## Measure the controller with 1,000 ModelWatermarks on envtest (BENCHMARKS.md, "Controller").
 	hack/bench-controller.sh
 
+.PHONY: bench-scale
+bench-scale: ## Measure 1,000 ModelWatermarks verified by real Jobs on the local control plane (BENCHMARKS.md, "Scale"; ARGS="-period 600").
+	hack/bench-scale.sh $(ARGS)
+
 .PHONY: fmt vet
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -69,12 +69,12 @@ func ScrapeManager(url, controller string, pid int) (Sample, error) {
 // ProcCPU is the user + system CPU time of process pid so far, and that of the children it
 // has waited for (a node agent's Pod processes), in seconds; 0 when it cannot be read.
 func ProcCPU(pid int) float64 {
-	self, children := procTimes(pid)
+	self, children := ProcTimes(pid)
 	return self + children
 }
 
-// procTimes reads utime+stime and cutime+cstime from /proc/PID/stat, in seconds.
-func procTimes(pid int) (self, children float64) {
+// ProcTimes reads utime+stime and cutime+cstime from /proc/PID/stat, in seconds.
+func ProcTimes(pid int) (self, children float64) {
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, 0
@@ -238,4 +238,28 @@ func WaitHTTP(ctx context.Context, url string) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// MachineBusy is the CPU time every process on the machine has used since boot (all of
+// /proc/stat's cpu line but idle and iowait), in seconds.
+func MachineBusy() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0
+	}
+	busy := 0.0
+	// user nice system idle iowait irq softirq steal ...
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 || i >= 8 { // idle, iowait; guest time is already in user
+			continue
+		}
+		x, _ := strconv.ParseFloat(v, 64)
+		busy += x
+	}
+	return busy / 100
 }
