@@ -136,32 +136,36 @@ type scheduleResult struct {
 	startLate, finishLate []float64
 }
 
-// schedule checks every slot of every resource after its first verification (first[mw])
-// whose deadline, slot + period + slack, passed by end: the slot is missed when no
-// verification Job for it finished by then (skipped: there never was one).
+// schedule judges every slot of every resource after its first verification (first[mw]) up
+// to end: a slot is met when a verification Job for it finished by slot + period + slack, and
+// missed when none did (skipped: there never was one); a slot whose Job has not finished and
+// whose deadline is after end is not judged yet.
 func (w *jobWatch) schedule(first map[string]time.Time, period, slack time.Duration, end time.Time) scheduleResult {
 	var res scheduleResult
 	for mw, s0 := range first {
 		for k := 1; ; k++ {
 			slot := s0.Add(time.Duration(k) * period)
 			deadline := slot.Add(period + slack)
-			if deadline.After(end) {
+			r := w.slot(mw, slot)
+			finished := r != nil && !r.finished.IsZero()
+			if slot.After(end) || (!finished && deadline.After(end)) {
 				break
 			}
 			res.slots++
-			r := w.slot(mw, slot)
 			if r == nil {
 				res.skipped++
 				res.missed++
 				continue
 			}
 			res.startLate = append(res.startLate, r.created.Sub(slot).Seconds())
-			if r.finished.IsZero() || r.finished.After(deadline) {
+			if !finished {
+				res.missed++
+				continue
+			}
+			if r.finished.After(deadline) {
 				res.missed++
 			}
-			if !r.finished.IsZero() {
-				res.finishLate = append(res.finishLate, r.finished.Sub(slot).Seconds())
-			}
+			res.finishLate = append(res.finishLate, r.finished.Sub(slot).Seconds())
 		}
 	}
 	return res

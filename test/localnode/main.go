@@ -116,6 +116,10 @@ func main() {
 		maxGrace      = flag.Duration("max-grace", 10*time.Second, "cap on a Pod's termination grace period before SIGKILL")
 		maxPods       = flag.Int64("max-pods", 110, "pods capacity reported for the Node")
 		heartbeat     = flag.Duration("heartbeat", 10*time.Second, "how often the Node status is refreshed")
+		// The kubelet's defaults (kubeAPIQPS 50, kubeAPIBurst 100). client-go's own, 5 and 10,
+		// would hold every Pod to about 0.5 starts a second: each costs about ten requests.
+		qps   = flag.Float64("kube-api-qps", 50, "requests per second to the API server (the kubelet's default)")
+		burst = flag.Int("kube-api-burst", 100, "burst of requests to the API server (the kubelet's default)")
 	)
 	flag.Var(images, "image-map", "IMAGE=BINARY: run BINARY for Pods of IMAGE; repeatable or comma-separated; unmapped images are refused")
 	flag.Usage = func() {
@@ -145,6 +149,7 @@ func main() {
 		logger.Fatal(err)
 	}
 	cfg.UserAgent = "localnode (test/localnode development agent)"
+	cfg.QPS, cfg.Burst = float32(*qps), *burst
 	ca := cfg.TLSClientConfig.CAData
 	if len(ca) == 0 && cfg.TLSClientConfig.CAFile != "" {
 		if ca, err = os.ReadFile(cfg.TLSClientConfig.CAFile); err != nil {
