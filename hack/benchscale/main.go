@@ -27,7 +27,7 @@
 // newest three finished verifications plus the newest verdict, so the count must stay bounded),
 // and the CPU time of every component and the manager's memory.
 //
-//	eval "$(WITH_CONTROLLER_MANAGER=1 hack/setup-envtest.sh)"; go run ./hack/benchscale -n 1000 -period 120
+//	eval "$(WITH_CONTROLLER_MANAGER=1 hack/setup-envtest.sh)"; go run ./hack/benchscale -n 1000 -period 600 -rounds 1
 package main
 
 import (
@@ -79,6 +79,7 @@ type options struct {
 	period   time.Duration
 	rounds   int
 	slack    time.Duration
+	creators int
 	workers  int
 	dir      string
 	keep     bool
@@ -89,10 +90,11 @@ type options struct {
 func main() {
 	var o options
 	flag.IntVar(&o.n, "n", 1000, "number of ModelWatermarks")
-	period := flag.Int("period", 120, "spec.verification.periodSeconds of every resource (the product default is 600; the API's minimum 60)")
-	flag.IntVar(&o.rounds, "rounds", 3, "periodic verification rounds to measure after the first verification")
+	period := flag.Int("period", 600, "spec.verification.periodSeconds of every resource (the product default is 600; the API's minimum 60)")
+	flag.IntVar(&o.rounds, "rounds", 1, "periodic verification rounds to measure after the first verification")
 	flag.DurationVar(&o.slack, "slack", 30*time.Second, "a slot is missed when its verification has not finished by slot + period + slack")
-	flag.IntVar(&o.workers, "workers", 8, "concurrent creators of ModelWatermarks")
+	flag.IntVar(&o.creators, "creators", 8, "concurrent creators of ModelWatermarks")
+	flag.IntVar(&o.workers, "workers", 4, "the manager's --max-concurrent-reconciles")
 	flag.StringVar(&o.dir, "dir", "", "work directory (default: a new temporary directory, removed unless -keep)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (cluster, manager and Pod logs)")
 	timeout := flag.Duration("timeout", 3*time.Hour, "give up after this long")
@@ -248,7 +250,7 @@ func run(ctx context.Context, o options) error {
 	mgr := exec.Command(fragileBin, "manager", "--kubeconfig", kubeconfig, "--job-image", jobImage,
 		// Plain HTTP: the benchmark measures reconciles, not the metrics endpoint's token reviews.
 		"--metrics-bind-address", metricsAddr, "--metrics-secure=false", "--health-probe-bind-address", probeAddr,
-		"--zap-log-level", "error")
+		"--zap-log-level", "error", fmt.Sprintf("--max-concurrent-reconciles=%d", o.workers))
 	mgr.Stdout, mgr.Stderr = mlog, mlog
 	if err := mgr.Start(); err != nil {
 		return err
@@ -420,7 +422,13 @@ func (b *bench) measure(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	sampler := newCountSampler(b.watch)
+	sampler := newCountSampler(b.watch, func() float64 {
+		m, err := benchkit.ScrapeManager(b.metrics, "modelwatermark", b.mgrPID)
+		if err != nil {
+			return 0
+		}
+		return m.QueueDepth
+	})
 	go sampler.run(ctx, 5*time.Second)
 
 	// Setup: create N resources; each first reconcile creates the bundle Secret, the trainer's
@@ -428,8 +436,8 @@ func (b *bench) measure(ctx context.Context) error {
 	logf("creating %d ModelWatermarks (period %s), load average %s", o.n, o.period, benchkit.LoadAverage())
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	errs := make(chan error, o.workers)
-	for range o.workers {
+	errs := make(chan error, o.creators)
+	for range o.creators {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -584,15 +592,17 @@ func (b *bench) report(idle, watermarked, ready, end mark, first map[string]time
 		{fmt.Sprintf("%d periodic rounds", o.rounds), ready, end},
 		{"all", idle, end},
 	}
-	fmt.Println("| phase | wall time | reconciles | median | p90 | p99 | max bucket | manager CPU per reconcile | API requests/s | verification Jobs created/s |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| phase | wall time | reconciles | median | p90 | p99 | max bucket | queue wait mean / p99 | manager CPU per reconcile | API requests/s | verification Jobs created/s |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, ph := range phases {
 		h := ph.to.manager.Reconcile.Minus(ph.from.manager.Reconcile)
 		q := h.Quantiles(0.5, 0.9, 0.99)
 		wall := ph.to.at.Sub(ph.from.at)
 		created := b.watch.createdBetween(componentVerification, ph.from.at, ph.to.at)
-		fmt.Printf("| %s | %s | %d | %s | %s | %s | %s | %s | %.1f | %.2f |\n", ph.name, wall.Round(time.Second), h.Count,
+		wait := ph.to.manager.QueueWait.Minus(ph.from.manager.QueueWait)
+		fmt.Printf("| %s | %s | %d | %s | %s | %s | %s | %s / %s | %s | %.1f | %.2f |\n", ph.name, wall.Round(time.Second), h.Count,
 			benchkit.MS(q[0]), benchkit.MS(q[1]), benchkit.MS(q[2]), benchkit.MS(h.Max()),
+			seconds(wait.Mean()), seconds(wait.Quantile(0.99)),
 			benchkit.MS((ph.to.manager.CPU-ph.from.manager.CPU)/float64(max(h.Count, 1))),
 			total(ph.to.requests, ph.from.requests)/wall.Seconds(), float64(created)/wall.Seconds())
 	}
@@ -648,6 +658,8 @@ func (b *bench) report(idle, watermarked, ready, end mark, first map[string]time
 	for _, r := range reqs[:min(12, len(reqs))] {
 		fmt.Printf("  %-40s %7.2f/s\n", r.k, r.v/wall)
 	}
+	fmt.Printf("manager work queue: at most %.0f requests waiting (sampled every 5 s); %d concurrent reconciles\n",
+		sampler.maxQueue(), o.workers)
 	fmt.Printf("\nmanager memory: RSS %s after the first round, %s at the end, peak (VmHWM) %s; Go heap in use %s at the end\n",
 		benchkit.MiB(ready.manager.RSS), benchkit.MiB(end.manager.RSS), benchkit.MiB(end.manager.HWM),
 		benchkit.MiB(end.manager.HeapInuse))
@@ -659,6 +671,13 @@ func total(now, before map[string]float64) float64 {
 		t += v - before[k]
 	}
 	return t
+}
+
+func seconds(s float64) string {
+	if s < 1 {
+		return benchkit.MS(s)
+	}
+	return fmt.Sprintf("%.1f s", s)
 }
 
 // spread formats the median, p99 and max of xs (seconds).

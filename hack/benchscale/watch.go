@@ -287,17 +287,26 @@ func (w *jobWatch) spanRate(component string) float64 {
 	return float64(n-1) / last.Sub(first).Seconds()
 }
 
-// countSampler samples how many Jobs and Pods exist.
+// countSampler samples how many Jobs and Pods exist and how many requests wait in the
+// manager's work queue.
 type countSampler struct {
 	w                *jobWatch
+	queue            func() float64
 	mu               sync.Mutex
 	maxJobs, maxPods int
+	maxQ             float64
 	done             chan struct{}
 	stopOnce         sync.Once
 }
 
-func newCountSampler(w *jobWatch) *countSampler {
-	return &countSampler{w: w, done: make(chan struct{})}
+func newCountSampler(w *jobWatch, queue func() float64) *countSampler {
+	return &countSampler{w: w, queue: queue, done: make(chan struct{})}
+}
+
+func (s *countSampler) maxQueue() float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maxQ
 }
 
 func (s *countSampler) now() (jobs, pods int) {
@@ -309,8 +318,9 @@ func (s *countSampler) run(ctx context.Context, every time.Duration) {
 	defer t.Stop()
 	for {
 		jobs, pods := s.now()
+		q := s.queue()
 		s.mu.Lock()
-		s.maxJobs, s.maxPods = max(s.maxJobs, jobs), max(s.maxPods, pods)
+		s.maxJobs, s.maxPods, s.maxQ = max(s.maxJobs, jobs), max(s.maxPods, pods), max(s.maxQ, q)
 		s.mu.Unlock()
 		select {
 		case <-ctx.Done():

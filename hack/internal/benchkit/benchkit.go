@@ -21,9 +21,15 @@ import (
 	"github.com/prometheus/common/expfmt"
 )
 
-// Sample is one look at the manager: its reconcile histogram, memory and CPU time so far.
+// Sample is one look at the manager: its reconcile histogram, how long requests waited in its
+// work queue, memory and CPU time so far.
 type Sample struct {
-	Reconcile           Histogram
+	Reconcile Histogram
+	// QueueWait is workqueue_queue_duration_seconds of the controller's queue: the time from
+	// a request being queued to a worker taking it, which the reconcile histogram leaves out.
+	QueueWait Buckets
+	// QueueDepth is the requests waiting now.
+	QueueDepth          float64
 	RSS, HWM, HeapInuse float64 // bytes
 	CPU                 float64 // user + system seconds
 }
@@ -57,6 +63,18 @@ func ScrapeManager(url, controller string, pid int) (Sample, error) {
 					}
 				}
 			}
+		case "workqueue_queue_duration_seconds":
+			for _, m := range mf.Metric {
+				if hasLabel(m, "name", controller) {
+					s.QueueWait = fromClassic(m.GetHistogram())
+				}
+			}
+		case "workqueue_depth":
+			for _, m := range mf.Metric {
+				if hasLabel(m, "name", controller) {
+					s.QueueDepth += m.GetGauge().GetValue()
+				}
+			}
 		case "go_memstats_heap_inuse_bytes":
 			s.HeapInuse = mf.Metric[0].GetGauge().GetValue()
 		}
@@ -64,6 +82,63 @@ func ScrapeManager(url, controller string, pid int) (Sample, error) {
 	s.CPU = ProcCPU(pid)
 	s.RSS, s.HWM, err = ProcMemory(pid)
 	return s, err
+}
+
+func hasLabel(m *dto.Metric, name, value string) bool {
+	for _, l := range m.Label {
+		if l.GetName() == name && l.GetValue() == value {
+			return true
+		}
+	}
+	return false
+}
+
+// Buckets is a classic Prometheus histogram: cumulative counts at upper bounds.
+type Buckets struct {
+	Sum, Count float64
+	upper      []float64
+	cum        []float64
+}
+
+func fromClassic(h *dto.Histogram) Buckets {
+	b := Buckets{Sum: h.GetSampleSum(), Count: float64(h.GetSampleCount())}
+	for _, bk := range h.GetBucket() {
+		b.upper = append(b.upper, bk.GetUpperBound())
+		b.cum = append(b.cum, float64(bk.GetCumulativeCount()))
+	}
+	return b
+}
+
+// Minus is the histogram of the observations made between o and b (same bucket layout).
+func (b Buckets) Minus(o Buckets) Buckets {
+	d := Buckets{Sum: b.Sum - o.Sum, Count: b.Count - o.Count, upper: b.upper, cum: make([]float64, len(b.cum))}
+	for i := range b.cum {
+		d.cum[i] = b.cum[i]
+		if i < len(o.cum) {
+			d.cum[i] -= o.cum[i]
+		}
+	}
+	return d
+}
+
+// Mean is the average observation.
+func (b Buckets) Mean() float64 {
+	if b.Count == 0 {
+		return 0
+	}
+	return b.Sum / b.Count
+}
+
+// Quantile is the upper bound of the bucket holding the q-th observation (+Inf beyond the
+// last bound).
+func (b Buckets) Quantile(q float64) float64 {
+	rank := math.Ceil(q * b.Count)
+	for i, c := range b.cum {
+		if c >= rank {
+			return b.upper[i]
+		}
+	}
+	return math.Inf(1)
 }
 
 // ProcCPU is the user + system CPU time of process pid so far, and that of the children it
