@@ -44,6 +44,8 @@ func runManager(ctx context.Context, args []string) int {
 			"address of the /healthz and /readyz endpoints")
 		leaderElect = fs.Bool("leader-elect", false,
 			"elect a leader (a Lease in the manager's namespace) so that only one replica reconciles")
+		workers = fs.Int("max-concurrent-reconciles", 4,
+			"ModelWatermarks reconciled at once; reconciles wait on the API server, so a few workers drain a burst of due verifications faster")
 		jobImage = fs.String("job-image", envOr("FRAGILE_IMAGE", controllers.DefaultJobImage),
 			"image of the training and verification Jobs: the operator's own image (env FRAGILE_IMAGE)")
 	)
@@ -104,6 +106,8 @@ func runManager(ctx context.Context, args []string) int {
 		Recorder:  mgr.GetEventRecorder("fragile-operator"),
 		Clock:     clock.RealClock{},
 		JobImage:  *jobImage,
+
+		MaxConcurrentReconciles: *workers,
 	}
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		log.Error(err, "setting up the ModelWatermark controller")
