@@ -80,10 +80,6 @@ func fail(err error) {
 	os.Exit(1)
 }
 
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
-}
-
 type bench struct {
 	c       client.Client
 	n       int
@@ -101,7 +97,7 @@ func run(ctx context.Context, n, workers int, binary string) error {
 
 	if binary == "" {
 		binary = filepath.Join(tmp, "fragile")
-		logf("building the manager")
+		benchkit.Logf("building the manager")
 		build := exec.Command("go", "build", "-o", binary, "./cmd/fragile")
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr
 		if err := build.Run(); err != nil {
@@ -130,14 +126,11 @@ func run(ctx context.Context, n, workers int, binary string) error {
 		return err
 	}
 
-	metricsAddr, err := benchkit.FreeAddr()
+	addrs, err := benchkit.FreeAddrs(2)
 	if err != nil {
 		return err
 	}
-	probeAddr, err := benchkit.FreeAddr()
-	if err != nil {
-		return err
-	}
+	metricsAddr, probeAddr := addrs[0], addrs[1]
 	mgr := exec.CommandContext(ctx, binary, "manager", "--kubeconfig", kubeconfig,
 		// Plain HTTP: the benchmark measures reconciles, not the metrics endpoint's token reviews.
 		"--metrics-bind-address", metricsAddr, "--metrics-secure=false", "--health-probe-bind-address", probeAddr, "--zap-log-level", "error")
@@ -187,14 +180,14 @@ func run(ctx context.Context, n, workers int, binary string) error {
 	// trainer's ServiceAccount, Role and RoleBinding and the training Job. The driver completes
 	// each training Job as it appears.
 	start := time.Now()
-	logf("creating %d ModelWatermarks", n)
+	benchkit.Logf("creating %d ModelWatermarks", n)
 	if err := b.parallel(ctx, n, func(i int) error {
-		return retry(ctx, func() error { return client.IgnoreAlreadyExists(c.Create(ctx, benchMW(i))) })
+		return benchkit.Retry(ctx, func() error { return client.IgnoreAlreadyExists(c.Create(ctx, benchMW(i))) })
 	}); err != nil {
 		return err
 	}
 	if err := b.completeJobs(ctx, "training", trainingReport, func(mw *fragilev1alpha1.ModelWatermark) bool {
-		return condition(mw, fragilev1alpha1.ConditionWatermarked) == "True"
+		return benchkit.Condition(mw, fragilev1alpha1.ConditionWatermarked) == "True"
 	}); err != nil {
 		return err
 	}
@@ -205,7 +198,7 @@ func run(ctx context.Context, n, workers int, binary string) error {
 	// Phase 2: the first verification of each, started as soon as training ended.
 	start = time.Now()
 	if err := b.completeJobs(ctx, "verification", intactReport, func(mw *fragilev1alpha1.ModelWatermark) bool {
-		return condition(mw, fragilev1alpha1.ConditionReady) == "True"
+		return benchkit.Condition(mw, fragilev1alpha1.ConditionReady) == "True"
 	}); err != nil {
 		return err
 	}
@@ -219,10 +212,10 @@ func run(ctx context.Context, n, workers int, binary string) error {
 
 	// Phase 3: a period later every resource is due again; each must run a second verification.
 	start = time.Now()
-	logf("waiting for the periodic verification round (period %ds)", period)
+	benchkit.Logf("waiting for the periodic verification round (period %ds)", period)
 	if err := b.completeJobs(ctx, "verification", intactReport, func(mw *fragilev1alpha1.ModelWatermark) bool {
 		lv := mw.Status.LastVerification
-		return condition(mw, fragilev1alpha1.ConditionReady) == "True" && lv != nil &&
+		return benchkit.Condition(mw, fragilev1alpha1.ConditionReady) == "True" && lv != nil &&
 			mw.Status.Training != nil && mw.Status.Training.CompletionTime != nil &&
 			lv.Time.Sub(mw.Status.Training.CompletionTime.Time) >= period*time.Second
 	}); err != nil {
@@ -284,7 +277,7 @@ func (b *bench) completeJobs(ctx context.Context, component string, report func(
 	finished := map[string]bool{}
 	for {
 		var mws fragilev1alpha1.ModelWatermarkList
-		if err := retry(ctx, func() error { return b.c.List(ctx, &mws, client.InNamespace(namespace)) }); err != nil {
+		if err := benchkit.Retry(ctx, func() error { return b.c.List(ctx, &mws, client.InNamespace(namespace)) }); err != nil {
 			return err
 		}
 		ready := 0
@@ -294,11 +287,11 @@ func (b *bench) completeJobs(ctx context.Context, component string, report func(
 			}
 		}
 		if ready == b.n {
-			logf("%s: all %d resources done", component, b.n)
+			benchkit.Logf("%s: all %d resources done", component, b.n)
 			return nil
 		}
 		var jobs batchv1.JobList
-		if err := retry(ctx, func() error {
+		if err := benchkit.Retry(ctx, func() error {
 			return b.c.List(ctx, &jobs, client.InNamespace(namespace),
 				client.MatchingLabels{"app.kubernetes.io/component": component})
 		}); err != nil {
@@ -312,9 +305,9 @@ func (b *bench) completeJobs(ctx context.Context, component string, report func(
 				finished[j.Name] = true
 			}
 		}
-		logf("%s: %d/%d done, completing %d Jobs", component, ready, b.n, len(todo))
+		benchkit.Logf("%s: %d/%d done, completing %d Jobs", component, ready, b.n, len(todo))
 		if err := b.parallel(ctx, len(todo), func(i int) error {
-			return retry(ctx, func() error { return b.finish(ctx, todo[i], report(), component == "training") })
+			return benchkit.Retry(ctx, func() error { return b.finish(ctx, todo[i], report(), component == "training") })
 		}); err != nil {
 			return err
 		}
@@ -411,33 +404,6 @@ func (b *bench) parallel(ctx context.Context, n int, f func(i int) error) error 
 	}
 	wg.Wait()
 	return firstErr
-}
-
-// retry repeats f a few times: an API server sharing two cores with etcd, the manager and this
-// driver sometimes times out a TLS handshake or a request.
-func retry(ctx context.Context, f func() error) error {
-	var err error
-	for attempt := 0; attempt < 5; attempt++ {
-		if err = f(); err == nil {
-			return nil
-		}
-		logf("retrying after: %v", err)
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(time.Duration(attempt+1) * time.Second):
-		}
-	}
-	return err
-}
-
-func condition(mw *fragilev1alpha1.ModelWatermark, t string) string {
-	for _, c := range mw.Status.Conditions {
-		if c.Type == t {
-			return string(c.Status)
-		}
-	}
-	return ""
 }
 
 // scrape samples the manager's metrics and process.

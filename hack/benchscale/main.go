@@ -126,10 +126,6 @@ func fail(err error) {
 	os.Exit(1)
 }
 
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
-}
-
 // paths of the work directory.
 type paths struct {
 	dir, bin, shim, pvc, replay, cluster string
@@ -157,7 +153,7 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 	}
-	logf("work directory %s", dir)
+	benchkit.Logf("work directory %s", dir)
 
 	// 1. Binaries: the product, the node agent, and the training replay standing in for the
 	// product in training Pods (named fragile, as the agent wants the mapped binary).
@@ -166,7 +162,7 @@ func run(ctx context.Context, o options) error {
 		"./test/localnode":              filepath.Join(p.bin, "localnode"),
 		"./hack/benchscale/trainreplay": filepath.Join(p.shim, "fragile"),
 	} {
-		logf("go build %s", pkg)
+		benchkit.Logf("go build %s", pkg)
 		build := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr
 		if err := build.Run(); err != nil {
@@ -183,7 +179,7 @@ func run(ctx context.Context, o options) error {
 
 	// 3. The local control plane, stopped by our deferred call or, should this process be
 	// killed, by its watchdog.
-	logf("starting the local control plane")
+	benchkit.Logf("starting the local control plane")
 	start := exec.CommandContext(ctx, "bash", "hack/local-cluster.sh", "start")
 	start.Env = append(os.Environ(), "LOCAL_CLUSTER_DIR="+p.cluster, "LOCAL_NODE_BIN="+filepath.Join(p.bin, "localnode"),
 		"LOCAL_NODE_IMAGE_MAP="+jobImage+"="+filepath.Join(p.shim, "fragile"), "LOCAL_NODE_PVC_ROOT="+p.pvc,
@@ -197,7 +193,7 @@ func run(ctx context.Context, o options) error {
 		stop.Env = append(os.Environ(), "LOCAL_CLUSTER_DIR="+p.cluster)
 		stop.Stdout, stop.Stderr = os.Stderr, os.Stderr
 		if err := stop.Run(); err != nil {
-			logf("local-cluster.sh stop: %v", err)
+			benchkit.Logf("local-cluster.sh stop: %v", err)
 		}
 	}()
 	kubeconfig := filepath.Join(p.cluster, "kubeconfig")
@@ -234,14 +230,11 @@ func run(ctx context.Context, o options) error {
 	}
 
 	// 4. The manager.
-	metricsAddr, err := benchkit.FreeAddr()
+	addrs, err := benchkit.FreeAddrs(2)
 	if err != nil {
 		return err
 	}
-	probeAddr, err := benchkit.FreeAddr()
-	if err != nil {
-		return err
-	}
+	metricsAddr, probeAddr := addrs[0], addrs[1]
 	mlog, err := os.Create(filepath.Join(dir, "manager.log"))
 	if err != nil {
 		return err
@@ -296,7 +289,7 @@ func trainOnce(ctx context.Context, p paths, fragileBin string) (seconds float64
 	}
 	flags := []string{"--triggers", fmt.Sprint(triggers), "--input-range", inputRange}
 	bundlePath, rawReport := filepath.Join(p.replay, "bundle"), filepath.Join(p.replay, "report.raw.json")
-	logf("training mnist-7 once (fragile watermark %s)", strings.Join(flags, " "))
+	benchkit.Logf("training mnist-7 once (fragile watermark %s)", strings.Join(flags, " "))
 	t0 := time.Now()
 	train := exec.CommandContext(ctx, fragileBin, append([]string{"watermark", "--model", modelPath, "--key", keyPath,
 		"--out", bundlePath, "--report", rawReport}, flags...)...)
@@ -337,7 +330,7 @@ func trainOnce(ctx context.Context, p paths, fragileBin string) (seconds float64
 	if key, err = os.ReadFile(keyPath); err != nil {
 		return 0, nil, err
 	}
-	logf("trained in %.1fs: %d triggers, bundle %d bytes", seconds, rep.Triggers, rep.BundleBytes)
+	benchkit.Logf("trained in %.1fs: %d triggers, bundle %d bytes", seconds, rep.Triggers, rep.BundleBytes)
 	return seconds, key, nil
 }
 
@@ -433,7 +426,7 @@ func (b *bench) measure(ctx context.Context) error {
 
 	// Setup: create N resources; each first reconcile creates the bundle Secret, the trainer's
 	// ServiceAccount, Role and RoleBinding and the training Job, which the Job controller runs.
-	logf("creating %d ModelWatermarks (period %s), load average %s", o.n, o.period, benchkit.LoadAverage())
+	benchkit.Logf("creating %d ModelWatermarks (period %s), load average %s", o.n, o.period, benchkit.LoadAverage())
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, o.creators)
@@ -442,7 +435,7 @@ func (b *bench) measure(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			for i := int(next.Add(1) - 1); i < o.n && ctx.Err() == nil; i = int(next.Add(1) - 1) {
-				if err := retry(ctx, func() error { return client.IgnoreAlreadyExists(b.c.Create(ctx, benchMW(i, o.period))) }); err != nil {
+				if err := benchkit.Retry(ctx, func() error { return client.IgnoreAlreadyExists(b.c.Create(ctx, benchMW(i, o.period))) }); err != nil {
 					errs <- err
 					return
 				}
@@ -455,7 +448,7 @@ func (b *bench) measure(ctx context.Context) error {
 		return err
 	}
 	if err := b.waitAll(ctx, "Watermarked", func(mw *fragilev1alpha1.ModelWatermark) bool {
-		return condition(mw, fragilev1alpha1.ConditionWatermarked) == "True"
+		return benchkit.Condition(mw, fragilev1alpha1.ConditionWatermarked) == "True"
 	}); err != nil {
 		return err
 	}
@@ -466,7 +459,7 @@ func (b *bench) measure(ctx context.Context) error {
 
 	// The first verification of each, due as soon as its training finished.
 	if err := b.waitAll(ctx, "first verification", func(mw *fragilev1alpha1.ModelWatermark) bool {
-		return condition(mw, fragilev1alpha1.ConditionReady) == "True"
+		return benchkit.Condition(mw, fragilev1alpha1.ConditionReady) == "True"
 	}); err != nil {
 		return err
 	}
@@ -485,7 +478,7 @@ func (b *bench) measure(ctx context.Context) error {
 		}
 	}
 	deadline := lastFirst.Add(time.Duration(o.rounds)*o.period + o.period + o.slack)
-	logf("measuring %d periodic rounds; the last deadline is %s", o.rounds, deadline.Format("15:04:05"))
+	benchkit.Logf("measuring %d periodic rounds; the last deadline is %s", o.rounds, deadline.Format("15:04:05"))
 	for {
 		done := 0
 		for mw, s0 := range first {
@@ -497,11 +490,11 @@ func (b *bench) measure(ctx context.Context) error {
 			break
 		}
 		if time.Now().After(deadline) {
-			logf("deadline passed with %d of %d resources through round %d", done, o.n, o.rounds)
+			benchkit.Logf("deadline passed with %d of %d resources through round %d", done, o.n, o.rounds)
 			break
 		}
 		jobs, pods := sampler.now()
-		logf("periodic rounds: %d/%d resources through round %d; %d Jobs, %d Pods; load %s", done, o.n, o.rounds,
+		benchkit.Logf("periodic rounds: %d/%d resources through round %d; %d Jobs, %d Pods; load %s", done, o.n, o.rounds,
 			jobs, pods, benchkit.LoadAverage())
 		select {
 		case <-ctx.Done():
@@ -523,7 +516,7 @@ func (b *bench) waitAll(ctx context.Context, what string, done func(*fragilev1al
 	start := time.Now()
 	for {
 		var mws fragilev1alpha1.ModelWatermarkList
-		if err := retry(ctx, func() error { return b.c.List(ctx, &mws, client.InNamespace(namespace)) }); err != nil {
+		if err := benchkit.Retry(ctx, func() error { return b.c.List(ctx, &mws, client.InNamespace(namespace)) }); err != nil {
 			return err
 		}
 		n := 0
@@ -533,43 +526,16 @@ func (b *bench) waitAll(ctx context.Context, what string, done func(*fragilev1al
 			}
 		}
 		if n == b.o.n {
-			logf("%s: all %d resources after %s", what, n, time.Since(start).Round(time.Second))
+			benchkit.Logf("%s: all %d resources after %s", what, n, time.Since(start).Round(time.Second))
 			return nil
 		}
-		logf("%s: %d/%d; load %s", what, n, b.o.n, benchkit.LoadAverage())
+		benchkit.Logf("%s: %d/%d; load %s", what, n, b.o.n, benchkit.LoadAverage())
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%s: %d of %d when time ran out", what, n, b.o.n)
 		case <-time.After(5 * time.Second):
 		}
 	}
-}
-
-// retry repeats f a few times: an API server sharing two cores with everything else
-// sometimes times out a request.
-func retry(ctx context.Context, f func() error) error {
-	var err error
-	for attempt := 0; attempt < 5; attempt++ {
-		if err = f(); err == nil {
-			return nil
-		}
-		logf("retrying after: %v", err)
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(time.Duration(attempt+1) * time.Second):
-		}
-	}
-	return err
-}
-
-func condition(mw *fragilev1alpha1.ModelWatermark, t string) string {
-	for _, c := range mw.Status.Conditions {
-		if c.Type == t {
-			return string(c.Status)
-		}
-	}
-	return ""
 }
 
 func ptrTo[T any](v T) *T { return &v }

@@ -19,6 +19,8 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+
+	fragilev1alpha1 "github.com/fragile-operator/fragile-operator/api/v1alpha1"
 )
 
 // Sample is one look at the manager: its reconcile histogram, how long requests waited in its
@@ -337,4 +339,50 @@ func MachineBusy() float64 {
 		busy += x
 	}
 	return busy / 100
+}
+
+// Logf prints a timestamped progress line on stderr.
+func Logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
+
+// Retry repeats f up to five times, waiting a little longer each time: an API server sharing
+// two cores with everything else sometimes times out a TLS handshake or a request.
+func Retry(ctx context.Context, f func() error) error {
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		if err = f(); err == nil {
+			return nil
+		}
+		Logf("retrying after: %v", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt+1) * time.Second):
+		}
+	}
+	return err
+}
+
+// FreeAddrs is n loopback addresses with ports that were free a moment ago.
+func FreeAddrs(n int) ([]string, error) {
+	out := make([]string, n)
+	for i := range out {
+		a, err := FreeAddr()
+		if err != nil {
+			return nil, err
+		}
+		out[i] = a
+	}
+	return out, nil
+}
+
+// Condition is the status of a ModelWatermark's condition of type t, "" when it has none.
+func Condition(mw *fragilev1alpha1.ModelWatermark, t string) string {
+	for _, c := range mw.Status.Conditions {
+		if c.Type == t {
+			return string(c.Status)
+		}
+	}
+	return ""
 }
