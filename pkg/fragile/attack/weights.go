@@ -2,22 +2,12 @@ package attack
 
 import (
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/onnx"
+	"github.com/fragile-operator/fragile-operator/pkg/fragile/prune"
 )
 
 // normalisationParams names BatchNormalization's scale, bias, mean and variance
-// inputs: statistics of the training data rather than weights, which the weight
-// attacks leave alone (see Prune).
-func normalisationParams(m *onnx.Model) map[string]bool {
-	out := map[string]bool{}
-	for _, node := range m.Graph.Nodes {
-		if node.OpType == "BatchNormalization" {
-			for _, in := range node.Inputs[min(1, len(node.Inputs)):] {
-				out[in] = true
-			}
-		}
-	}
-	return out
-}
+// inputs, which the weight attacks leave alone (see prune.Statistics).
+func normalisationParams(m *onnx.Model) map[string]bool { return prune.Statistics(m) }
 
 // weightTensors returns the non-empty FLOAT initializers of m that are weights or
 // biases (not BatchNormalization parameters), in file order.
