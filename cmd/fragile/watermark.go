@@ -33,6 +33,8 @@ func watermark(ctx context.Context, args []string) int {
 	inputMean := fs.String("input-mean", "", "M1,M2,M3: per-channel mean the serving pipeline subtracts before the model (torchvision Normalize)")
 	inputStd := fs.String("input-std", "", "S1,S2,S3: per-channel standard deviation the pipeline divides by (with --input-mean)")
 	competitors := fs.Int("competitors", fragile.DefaultCompetitors, "tie method: runner-up classes each trigger is tied to (-1: every other class)")
+	noiseMargin := fs.Float64("noise-margin", fragile.DefaultNoiseMargin, "tie method: margin floor in units of the measured float32 rounding (-1: the relative floor alone)")
+	pruneProbe := fs.Float64("prune-probe", fragile.DefaultPruneProbe, "tie method: fraction of each weight tensor the pruning probe zeroes (-1: no probe)")
 	method := fs.String("method", string(fragile.DefaultMethod), "trigger method: "+methodNames())
 	lambda := fs.Float64("lambda", 10, "weight of the paper's variance term")
 	lr := fs.Float64("learning-rate", 1e-3, "Adam learning rate")
@@ -86,6 +88,8 @@ func watermark(ctx context.Context, args []string) int {
 		InputMax:      hi,
 		Normalization: norm,
 		Competitors:   *competitors,
+		NoiseMargin:   *noiseMargin,
+		PruneProbe:    *pruneProbe,
 		Lambda:        *lambda,
 		LearningRate:  *lr,
 		MaxSteps:      *maxSteps,

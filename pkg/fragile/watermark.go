@@ -87,6 +87,15 @@ type WatermarkOptions struct {
 	// Anchor says which logit level MethodTie holds each trigger's key logit at
 	// (default DefaultAnchor).
 	Anchor Anchor
+	// NoiseMargin sets MethodTie's margins from the measured noise floor: every
+	// trigger keeps a margin of at least NoiseMargin times the largest difference
+	// between the float32 and float64 logits over the trigger set (and at least
+	// MarginFloor), tied at NoiseTieFloors such margins instead of TieMargin relative
+	// floors (default DefaultNoiseMargin; negative: the relative floor alone).
+	NoiseMargin float64
+	// PruneProbe is the fraction of each weight tensor the tie's pruning probe zeroes
+	// (default DefaultPruneProbe; negative: no probe). See probe.go.
+	PruneProbe float64
 	// Natural holds natural images (back to back, pixel space, in the input range):
 	// candidates for the natural methods; for every method, the reference the
 	// bundle's logit scale is measured against.
@@ -123,6 +132,12 @@ func (o *WatermarkOptions) setDefaults() error {
 	if o.Anchor == "" {
 		o.Anchor = DefaultAnchor
 	}
+	if o.NoiseMargin == 0 {
+		o.NoiseMargin = DefaultNoiseMargin
+	}
+	if o.PruneProbe == 0 {
+		o.PruneProbe = DefaultPruneProbe
+	}
 	switch {
 	case !slices.Contains(Methods, o.Method):
 		return fmt.Errorf("method %q: want one of %v", o.Method, Methods)
@@ -136,6 +151,8 @@ func (o *WatermarkOptions) setDefaults() error {
 		return fmt.Errorf("anchor %q: want one of %v", o.Anchor, Anchors)
 	case o.Anchor == AnchorNatural && len(o.Natural) == 0:
 		return errors.New("anchor natural needs natural images")
+	case o.PruneProbe >= 1:
+		return fmt.Errorf("prune probe %g: must be below 1 (negative for none)", o.PruneProbe)
 	case o.Competitors < AllCompetitors:
 		return fmt.Errorf("competitors %d: must be positive, or %d for every other class", o.Competitors, AllCompetitors)
 	}
@@ -165,6 +182,12 @@ const DefaultAnchor = AnchorNone
 
 // Anchors lists the anchors Watermark accepts.
 var Anchors = []Anchor{AnchorNone, AnchorNoise, AnchorNatural}
+
+// DefaultNoiseMargin is the tie's margin floor in units of the measured float32
+// rounding (the largest float32-float64 logit difference over the triggers): eight,
+// the headroom issue 10 asks of every runtime, times two, since another runtime's
+// rounding adds to ours.
+const DefaultNoiseMargin = 16
 
 // DefaultCompetitors is how many runner-up classes a tie trigger is tied to by
 // default: every class of a ten-class model, a bounded cost for 1000 classes.
@@ -224,9 +247,15 @@ func Watermark(ctx context.Context, model []byte, key Key, opts WatermarkOptions
 			return nil, err
 		}
 		if opts.Method == MethodTie {
-			tie := tieOptions{floor: opts.MarginFloor, inputMin: opts.InputMin, inputMax: opts.InputMax, k: opts.Competitors}
+			tie := tieOptions{floor: opts.MarginFloor, inputMin: opts.InputMin, inputMax: opts.InputMax, k: opts.Competitors, noise: max(0, opts.NoiseMargin)}
 			if tie.anchor, err = anchorLevel(m, key, opts); err != nil {
 				return nil, err
+			}
+			if opts.PruneProbe > 0 {
+				if tie.probe, err = newProbe(model, opts.PruneProbe, opts.Triggers); err != nil {
+					return nil, err
+				}
+				defer tie.probe.Close()
 			}
 			if made.triggers, made.logits, err = refineToTie(ctx, m, made.triggers, made.labels, tie); err != nil {
 				return nil, err
