@@ -272,7 +272,7 @@ func row(ctx context.Context, c config, model []byte, natural []float32, opts fr
 	}
 	m := b.Measures
 	fmt.Printf("| %s | %d | %s | %s | %d | %.0f | %.3g / %.3g | %.1f%% | %.3g | %.3gx | %s | %s |\n",
-		opts.Anchor, opts.Competitors, setting(opts.NoiseMargin, fragile.DefaultNoiseMargin), setting(opts.PruneProbe, fragile.DefaultPruneProbe), seed, took, m.TriggerLogitScale, m.NaturalLogitScale,
+		opts.Anchor, opts.Competitors, setting(opts.NoiseMargin), setting(opts.PruneProbe), seed, took, m.TriggerLogitScale, m.NaturalLogitScale,
 		100*m.WeightCoverage, median(margins), headroom, strings.Join(alarms, ", "), strings.Join(flips, " | "))
 	return nil
 }
@@ -302,11 +302,8 @@ func logits(net *nn.Network, b *fragile.Bundle, batch int, double bool) ([]float
 }
 
 // setting shows a variant's value as Watermark takes it: 0 is the default, negative off.
-func setting(v, def float64) string {
-	switch {
-	case v == 0:
-		return fmt.Sprint(def)
-	case v < 0:
+func setting(v float64) string {
+	if v <= 0 {
 		return "off"
 	}
 	return fmt.Sprint(v)

@@ -19,9 +19,11 @@ import (
 // leaves it) lowers the key label against a competitor: the change pruning makes is
 // then as large as the trigger can make it, while the trigger stays tied.
 
-// DefaultPruneProbe is the fraction of each weight tensor the probe model zeroes: the
-// 1% magnitude pruning of the evaluation. The smaller prunings zero a subset of it.
-const DefaultPruneProbe = 0.01
+// PruningProbeFraction is the fraction of each weight tensor the probe model zeroes
+// when the probe is on (WatermarkOptions.PruneProbe; off by default, see
+// PruningNoiseMargin): the 1% magnitude pruning of the evaluation. The smaller
+// prunings zero a subset of it.
+const PruningProbeFraction = 0.01
 
 // probeIterations is how many iterations refineToTie adds to its tieIterations for
 // the probe's ascent; probeCorrections bounds the Newton steps that take a trigger

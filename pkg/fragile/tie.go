@@ -53,9 +53,9 @@ import (
 // A false "tampered" alarm from a runtime we did not measure costs more than a few
 // points of change rate on a one-step attack, so the margin is ten floors.
 //
-// That is the target without a noise floor (NoiseMargin negative). By default the
-// floor is set from the float32 rounding measured at each trigger instead
-// (tieOptions.noise, DefaultNoiseMargin) and the target is NoiseTieFloors floors: on
+// That is the default target. With WatermarkOptions.NoiseMargin set (for instance
+// PruningNoiseMargin) the floor is set from the float32 rounding measured at each
+// trigger instead (tieOptions.noise) and the target is NoiseTieFloors floors: on
 // oval21__cifar_wide_kw ten relative floors were 460 times the rounding at the median
 // trigger, margins no weight change smaller than that could cross (BENCHMARKS.md,
 // issue 11).
