@@ -215,7 +215,7 @@ func row(ctx context.Context, c config, model []byte, natural []float32, opts fr
 	if err != nil {
 		return err
 	}
-	reference, err := logits(net, b, b.Len(), false)
+	reference, err := eval.TriggerLogits(net, b, b.Len(), false)
 	if err != nil {
 		return err
 	}
@@ -242,13 +242,13 @@ func row(ctx context.Context, c config, model []byte, natural []float32, opts fr
 		alarms = append(alarms, strconv.Itoa(flipped))
 		return nil
 	}
-	if err := control(logits(resaved, b, b.Len(), false)); err != nil {
+	if err := control(eval.TriggerLogits(resaved, b, b.Len(), false)); err != nil {
 		return err
 	}
-	if err := control(logits(net, b, b.Len(), true)); err != nil {
+	if err := control(eval.TriggerLogits(net, b, b.Len(), true)); err != nil {
 		return err
 	}
-	if err := control(logits(net, b, 7, false)); err != nil {
+	if err := control(eval.TriggerLogits(net, b, 7, false)); err != nil {
 		return err
 	}
 	if ort != nil {
@@ -277,31 +277,7 @@ func row(ctx context.Context, c config, model []byte, natural []float32, opts fr
 	return nil
 }
 
-// logits runs the bundle's triggers through net on the verification path, batch at a
-// time (the last batch zero-padded), in float64 when double is set.
-func logits(net *nn.Network, b *fragile.Bundle, batch int, double bool) ([]float64, error) {
-	r, err := fragile.NewVerificationRunner(net, batch, double)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	size, inputs := b.InputSize(), b.ModelInputs()
-	in := make([]float32, batch*size)
-	var out []float64
-	for start := 0; start < b.Len(); start += batch {
-		n := min(batch, b.Len()-start)
-		clear(in)
-		copy(in, inputs[start*size:(start+n)*size])
-		z, err := r.Logits(in)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, z[:n*b.Classes]...)
-	}
-	return out, nil
-}
-
-// setting shows a variant's value as Watermark takes it: 0 is the default, negative off.
+// setting shows a variant's value as Watermark takes it: zero or negative is off.
 func setting(v float64) string {
 	if v <= 0 {
 		return "off"

@@ -212,7 +212,7 @@ func runControls(s *Subject, bundles map[fragile.Method]*fragile.Bundle, cfg Con
 	var out []Control
 	for _, method := range cfg.Methods {
 		b := bundles[method]
-		reference, err := logitsOf(net, b, b.Len(), false)
+		reference, err := TriggerLogits(net, b, b.Len(), false)
 		if err != nil {
 			return nil, err
 		}
@@ -230,12 +230,12 @@ func runControls(s *Subject, bundles map[fragile.Method]*fragile.Bundle, cfg Con
 		if reserialisedErr != nil {
 			add("re-serialised file", nil, reserialisedErr)
 		} else {
-			logits, err := logitsOf(reserialised, b, b.Len(), false)
+			logits, err := TriggerLogits(reserialised, b, b.Len(), false)
 			add("re-serialised file", logits, err)
 		}
-		logits, err := logitsOf(net, b, b.Len(), true)
+		logits, err := TriggerLogits(net, b, b.Len(), true)
 		add("float64 inference", logits, err)
-		logits, err = logitsOf(net, b, ControlBatch, false)
+		logits, err = TriggerLogits(net, b, ControlBatch, false)
 		add(fmt.Sprintf("batches of %d", ControlBatch), logits, err)
 		if cfg.SecondRuntime != nil {
 			logits, err = cfg.SecondRuntime(s.Model, b)
@@ -245,10 +245,10 @@ func runControls(s *Subject, bundles map[fragile.Method]*fragile.Bundle, cfg Con
 	return out, nil
 }
 
-// logitsOf runs the bundle's triggers through the network on the verification path,
+// TriggerLogits runs the bundle's triggers through the network on the verification path,
 // in float64 when double is set, batch triggers at a time (the last batch
 // zero-padded).
-func logitsOf(net *nn.Network, b *fragile.Bundle, batch int, double bool) ([]float64, error) {
+func TriggerLogits(net *nn.Network, b *fragile.Bundle, batch int, double bool) ([]float64, error) {
 	r, err := fragile.NewVerificationRunner(net, batch, double)
 	if err != nil {
 		return nil, err
