@@ -30,6 +30,7 @@ COPY pkg/fragile/infer/ pkg/fragile/infer/
 COPY pkg/fragile/nn/ pkg/fragile/nn/
 COPY pkg/fragile/oip/ pkg/fragile/oip/
 COPY pkg/fragile/onnx/ pkg/fragile/onnx/
+COPY pkg/fragile/prune/ pkg/fragile/prune/
 COPY pkg/fragile/serve/ pkg/fragile/serve/
 COPY pkg/metrics/ pkg/metrics/
 COPY pkg/storage/ pkg/storage/
