@@ -21,7 +21,7 @@ func readModelFrom(ctx context.Context, ref, s3Dir string) ([]byte, error) {
 	if !storage.IsS3(ref) {
 		return cli.ReadModel(ctx, ref)
 	}
-	data, err := readS3(ctx, ref, s3Dir, cli.MaxModelBytes)
+	data, err := storage.GetRef(ctx, ref, s3Dir, cli.MaxModelBytes)
 	if err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
@@ -57,18 +57,6 @@ func writeBundleTo(ctx context.Context, ref, s3Dir string, sealed []byte) (strin
 		return "", err
 	}
 	return storage.Digest(sealed), nil
-}
-
-func readS3(ctx context.Context, ref, s3Dir string, limit int64) ([]byte, error) {
-	obj, err := storage.ParseS3(ref)
-	if err != nil {
-		return nil, err
-	}
-	cfg, err := storage.LoadS3Config(s3Dir)
-	if err != nil {
-		return nil, err
-	}
-	return storage.Get(ctx, cfg, obj, limit)
 }
 
 // modelCause maps a storage failure reading the model to the report's cause; a missing model

@@ -37,14 +37,7 @@ func digestString(h hash.Hash) string { return "sha256:" + hex.EncodeToString(h.
 // (contract.Cause*) says which failure a person can act on; none of them is tampering.
 func ReadBundle(ctx context.Context, ref, s3Dir, want string) (data []byte, cause string, err error) {
 	if IsS3(ref) {
-		var obj S3Object
-		var cfg S3Config
-		if obj, err = ParseS3(ref); err == nil {
-			if cfg, err = LoadS3Config(s3Dir); err == nil {
-				data, err = Get(ctx, cfg, obj, MaxBundleBytes)
-			}
-		}
-		if err != nil {
+		if data, err = GetRef(ctx, ref, s3Dir, MaxBundleBytes); err != nil {
 			return nil, causeOf(err), fmt.Errorf("bundle: %w", err)
 		}
 	} else if data, err = os.ReadFile(ref); err != nil {

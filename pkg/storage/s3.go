@@ -203,6 +203,20 @@ func Put(parent context.Context, cfg S3Config, obj S3Object, data []byte) error 
 	return nil
 }
 
+// GetRef reads at most limit bytes of the object at ref ("s3://BUCKET/KEY") with the settings
+// in s3Dir (see LoadS3Config).
+func GetRef(ctx context.Context, ref, s3Dir string, limit int64) ([]byte, error) {
+	obj, err := ParseS3(ref)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := LoadS3Config(s3Dir)
+	if err != nil {
+		return nil, err
+	}
+	return Get(ctx, cfg, obj, limit)
+}
+
 // MakeBucket creates a bucket; one that exists and is ours is not an error. The operator
 // never creates buckets (the Jobs write into the one spec.bundle.uri names); tests and demos do.
 func MakeBucket(parent context.Context, cfg S3Config, bucket string) error {
