@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/onnx"
+	"github.com/fragile-operator/fragile-operator/pkg/fragile/prune"
 )
 
 // WeightChange records the one weight SingleWeight changed.
@@ -30,7 +31,7 @@ func SingleWeight(model []byte, relative float64, r *rand.Rand) ([]byte, WeightC
 	if err != nil {
 		return nil, WeightChange{}, err
 	}
-	tensors := weightTensors(m)
+	tensors := prune.Weights(m)
 	nonZero := 0
 	for _, t := range tensors {
 		for _, v := range t.Float {

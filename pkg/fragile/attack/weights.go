@@ -5,24 +5,6 @@ import (
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/prune"
 )
 
-// normalisationParams names BatchNormalization's scale, bias, mean and variance
-// inputs, which the weight attacks leave alone (see prune.Statistics).
-func normalisationParams(m *onnx.Model) map[string]bool { return prune.Statistics(m) }
-
-// weightTensors returns the non-empty FLOAT initializers of m that are weights or
-// biases (not BatchNormalization parameters), in file order.
-func weightTensors(m *onnx.Model) []*onnx.Tensor {
-	skip := normalisationParams(m)
-	var out []*onnx.Tensor
-	for i := range m.Graph.Initializers {
-		t := &m.Graph.Initializers[i]
-		if t.DataType == onnx.DataTypeFloat && len(t.Float) > 0 && !skip[t.Name] {
-			out = append(out, t)
-		}
-	}
-	return out
-}
-
 // multiplicativeOps take a weight matrix or kernel that int8 deployments quantise.
 var multiplicativeOps = map[string]bool{"Conv": true, "Gemm": true, "MatMul": true}
 
@@ -56,7 +38,7 @@ func multiplicativeWeights(m *onnx.Model) map[string]bool {
 // pretrained network to a new task.
 func LastLayer(m *onnx.Model) []string {
 	inits := map[string]bool{}
-	for _, t := range weightTensors(m) {
+	for _, t := range prune.Weights(m) {
 		inits[t.Name] = true
 	}
 	last := -1

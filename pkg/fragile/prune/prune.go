@@ -25,12 +25,8 @@ func Smallest(model []byte, fraction float64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	statistics := Statistics(m)
 	values := map[string][]float32{}
-	for _, t := range m.Graph.Initializers {
-		if t.DataType != onnx.DataTypeFloat || len(t.Float) == 0 || statistics[t.Name] {
-			continue
-		}
+	for _, t := range Weights(m) {
 		order := make([]int, len(t.Float))
 		for i := range order {
 			order[i] = i
@@ -45,6 +41,21 @@ func Smallest(model []byte, fraction float64) ([]byte, error) {
 		values[t.Name] = out
 	}
 	return onnx.ReplaceInitializers(model, values)
+}
+
+// Weights returns the non-empty FLOAT initializers of m that are weights or biases
+// (not BatchNormalization's statistics), in file order: what pruning and the weight
+// attacks change.
+func Weights(m *onnx.Model) []*onnx.Tensor {
+	skip := Statistics(m)
+	var out []*onnx.Tensor
+	for i := range m.Graph.Initializers {
+		t := &m.Graph.Initializers[i]
+		if t.DataType == onnx.DataTypeFloat && len(t.Float) > 0 && !skip[t.Name] {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // Statistics names BatchNormalization's scale, bias, mean and variance inputs:
