@@ -40,6 +40,10 @@ type Bundle struct {
 	Competitors int
 	// Measures describe the triggers as sealed (zero in version 1 bundles).
 	Measures Measures
+	// Diversity is the weight of the generator's duplicate penalty the triggers were
+	// trained with (WatermarkOptions.Diversity; 0 for none, and in bundles before
+	// version 3).
+	Diversity float64
 }
 
 // Len is the number of triggers.
@@ -78,8 +82,9 @@ func (b *Bundle) DigestString() string { return "sha256:" + hex.EncodeToString(b
 // GCM alone cannot: both only fail authentication.
 const (
 	bundleMagic   = "FRGLWM"
-	bundleVersion = 2
-	// Version 1 bundles (no normalisation, no measures) still open.
+	bundleVersion = 3
+	// Version 1 bundles (no normalisation, no measures) and version 2 bundles (no
+	// diversity) still open.
 	oldestBundleVersion = 1
 	headerSize          = 6 + 2 + 8 + 8 + 4
 	nonceSize           = 12
@@ -229,6 +234,8 @@ func (b *Bundle) encode() ([]byte, error) {
 	w.WriteByte(byte(b.Normalization.Axis))
 	w.Write(le.AppendUint32(nil, uint32(b.Competitors)))
 	putFloats(b.Measures.fields())
+	// Version 3 from here on.
+	putFloats([]float64{b.Diversity})
 	return w.Bytes(), nil
 }
 
@@ -302,6 +309,9 @@ func decodeBundle(data []byte, version uint16) (*Bundle, error) {
 			fields[i] = r.float64()
 		}
 		b.Measures.setFields(fields)
+	}
+	if version >= 3 {
+		b.Diversity = r.float64()
 	}
 	if r.err != nil {
 		return nil, r.err

@@ -45,6 +45,7 @@ func sampleBundle(r *rand.Rand, n int) *fragile.Bundle {
 		FinalLoss:     0.0625,
 		Normalization: fragile.Normalization{Mean: []float64{0.4914}, Std: []float64{0.2471}, Axis: 0},
 		Competitors:   3,
+		Diversity:     0.5,
 		Measures: fragile.Measures{TriggerLogitScale: 2.5, NaturalLogitScale: 7, ActiveUnits: 0.75,
 			WeightCoverage: 0.5, MinDistance: 0.125, MedianDistance: 0.25},
 	}
@@ -110,7 +111,7 @@ func TestSealOpenRoundTrip(t *testing.T) {
 	if !bytes.Equal(seal(t, b, k), sealed) {
 		t.Error("sealing the same bundle twice gave different bytes")
 	}
-	if string(sealed[:6]) != "FRGLWM" || binary.LittleEndian.Uint16(sealed[versionAt:]) != 2 {
+	if string(sealed[:6]) != "FRGLWM" || binary.LittleEndian.Uint16(sealed[versionAt:]) != 3 {
 		t.Errorf("header %q version %d", sealed[:6], binary.LittleEndian.Uint16(sealed[versionAt:]))
 	}
 	// Encrypted: no trigger value appears in the clear.
@@ -235,13 +236,13 @@ func TestOpenErrors(t *testing.T) {
 
 	t.Run("future version", func(t *testing.T) {
 		future := bytes.Clone(sealed)
-		binary.LittleEndian.PutUint16(future[versionAt:], 3)
+		binary.LittleEndian.PutUint16(future[versionAt:], 4)
 		binary.LittleEndian.PutUint32(future[crcAt:], crc32.ChecksumIEEE(future[:crcAt]))
 		_, err := fragile.Open(future, k)
 		if got := kind(t, err); got != "ErrBundleVersion" {
 			t.Errorf("got %s (%v)", got, err)
 		}
-		if !strings.Contains(err.Error(), "3") {
+		if !strings.Contains(err.Error(), "4") {
 			t.Errorf("error %q does not name the version", err)
 		}
 		// Even with the wrong key, the version is what the user must hear about.

@@ -98,6 +98,12 @@ type WatermarkOptions struct {
 	// PruneProbe is the fraction of each weight tensor the tie's pruning probe zeroes
 	// (zero or negative, the default: no probe). See probe.go.
 	PruneProbe float64
+	// Diversity weighs the generator's duplicate penalty, a kernel on the triggers'
+	// pairwise distances (see diversity.go), for the methods that train the
+	// generator (default DefaultDiversity; negative: none). With it, training goes
+	// on after every trigger has its key label until the median pairwise distance
+	// reaches diversityWidth or MaxSteps ends.
+	Diversity float64
 	// Natural holds natural images (back to back, pixel space, in the input range):
 	// candidates for the natural methods; for every method, the reference the
 	// bundle's logit scale is measured against.
@@ -134,6 +140,9 @@ func (o *WatermarkOptions) setDefaults() error {
 	if o.Anchor == "" {
 		o.Anchor = DefaultAnchor
 	}
+	if o.Diversity == 0 {
+		o.Diversity = DefaultDiversity
+	}
 	switch {
 	case !slices.Contains(Methods, o.Method):
 		return fmt.Errorf("method %q: want one of %v", o.Method, Methods)
@@ -147,6 +156,8 @@ func (o *WatermarkOptions) setDefaults() error {
 		return fmt.Errorf("anchor %q: want one of %v", o.Anchor, Anchors)
 	case o.Anchor == AnchorNatural && len(o.Natural) == 0:
 		return errors.New("anchor natural needs natural images")
+	case math.IsNaN(o.Diversity) || math.IsInf(o.Diversity, 0):
+		return fmt.Errorf("diversity %g: must be a finite weight (zero or negative for none)", o.Diversity)
 	case o.PruneProbe >= 1:
 		return fmt.Errorf("prune probe %g: must be below 1 (zero or negative for none)", o.PruneProbe)
 	case o.Competitors < AllCompetitors:
@@ -209,6 +220,15 @@ func competitorsOf(o WatermarkOptions, classes int) int {
 		return k
 	}
 	return 0
+}
+
+// diversityOf is the duplicate penalty's weight a bundle records: 0 when the
+// generator did not train with one.
+func diversityOf(o WatermarkOptions) float64 {
+	if o.Method == MethodNatural || o.Method == MethodNaturalBoundary || o.Triggers < 2 {
+		return 0
+	}
+	return max(0, o.Diversity)
 }
 
 // MaxTriggers bounds the trigger count of one bundle.
@@ -287,6 +307,7 @@ func Watermark(ctx context.Context, model []byte, key Key, opts WatermarkOptions
 		FinalLoss:     made.loss,
 		Competitors:   competitorsOf(opts, net.Classes),
 		Measures:      measures,
+		Diversity:     diversityOf(opts),
 	}, nil
 }
 
@@ -344,6 +365,16 @@ func trainGenerator(ctx context.Context, m *target, key Key, opts WatermarkOptio
 	if err != nil {
 		return nil, fmt.Errorf("building the loss: %w", err)
 	}
+	diverse := opts.Diversity > 0 && n > 1
+	if diverse {
+		penalty, err := diversityLoss(pixels, opts.InputMin, opts.InputMax, opts.Diversity)
+		if err != nil {
+			return nil, fmt.Errorf("building the loss: %w", err)
+		}
+		if loss, err = G.Add(loss, penalty); err != nil {
+			return nil, fmt.Errorf("building the loss: %w", err)
+		}
+	}
 	if _, err := G.Grad(loss, gen.learnables()...); err != nil {
 		return nil, fmt.Errorf("differentiating the loss: %w", err)
 	}
@@ -372,6 +403,13 @@ func trainGenerator(ctx context.Context, m *target, key Key, opts WatermarkOptio
 		lossNow := float64(lossVal.Data().(float32))
 		if opts.Progress != nil {
 			opts.Progress(Progress{Step: step, MaxSteps: opts.MaxSteps, Loss: lossNow, KeyMatch: float64(matched) / float64(n)})
+		}
+		if matched == n && diverse && step < opts.MaxSteps {
+			// With the duplicate penalty, labelling every trigger is not enough: go on
+			// until the typical pair is a kernel width apart, or the budget ends.
+			if _, spread := pairwiseDistances(triggersVal.Data().([]float32), size, opts.InputMax-opts.InputMin); spread < diversityWidth {
+				matched = -1
+			}
 		}
 		if matched == n {
 			// Confirm on the inference path Verify uses before stopping.

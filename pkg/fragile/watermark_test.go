@@ -449,14 +449,15 @@ func TestWatermarkOptionErrors(t *testing.T) {
 	model := onnx.Encode(onnxtest.MLP(rand.New(rand.NewPCG(63, 64))))
 	k := testKey(t, 104)
 	tests := map[string]fragile.WatermarkOptions{
-		"unknown method":    {Method: "magic"},
-		"negative triggers": {Triggers: -1},
-		"too many triggers": {Triggers: fragile.MaxTriggers + 1},
-		"empty range":       {InputMin: 1, InputMax: 1},
-		"inverted range":    {InputMin: 1, InputMax: 0},
-		"negative lambda":   {Lambda: -1},
-		"negative rate":     {LearningRate: -1e-3},
-		"negative steps":    {MaxSteps: -5},
+		"unknown method":     {Method: "magic"},
+		"negative triggers":  {Triggers: -1},
+		"too many triggers":  {Triggers: fragile.MaxTriggers + 1},
+		"empty range":        {InputMin: 1, InputMax: 1},
+		"inverted range":     {InputMin: 1, InputMax: 0},
+		"negative lambda":    {Lambda: -1},
+		"negative rate":      {LearningRate: -1e-3},
+		"negative steps":     {MaxSteps: -5},
+		"infinite diversity": {Diversity: math.Inf(1)},
 	}
 	for name, opts := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -635,5 +636,51 @@ func assertRoundingHeadroom(t *testing.T, net *nn.Network, b *fragile.Bundle) {
 	t.Logf("tightest margin: %.3gx its float32-float64 logit difference", tightest)
 	if tightest < 8 {
 		t.Errorf("a trigger's margin is only %.3gx its float32-float64 logit difference, want at least 8x", tightest)
+	}
+}
+
+// TestWatermarkDiversity checks the duplicate penalty on mnist-7: with it the
+// triggers lie farther apart than without (the shared watermark, same key and
+// trigger count), training goes on past the first full key match until the median
+// pair is the kernel's width apart (or the budget ends), the bundle records the
+// weight through sealing, and the model still verifies intact.
+func TestWatermarkDiversity(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a second mnist-7 watermark")
+	}
+	plain := mnistWatermark(t)
+	opts := mnistOpts
+	opts.Diversity = 1
+	ctx := context.Background()
+	b, err := fragile.Watermark(ctx, plain.model, plain.key, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, want := b.Measures, plain.bundle.Measures
+	t.Logf("median distance %.3g (without the penalty %.3g), min %.3g (%.3g), active units %.3g (%.3g), coverage %.3g (%.3g), steps %d (%d)",
+		got.MedianDistance, want.MedianDistance, got.MinDistance, want.MinDistance, got.ActiveUnits, want.ActiveUnits,
+		got.WeightCoverage, want.WeightCoverage, b.Steps, plain.bundle.Steps)
+	if !(got.MedianDistance > want.MedianDistance) {
+		t.Errorf("median pairwise distance %g with the penalty, %g without", got.MedianDistance, want.MedianDistance)
+	}
+	if b.Steps < plain.bundle.Steps {
+		t.Errorf("%d training steps with the penalty, %d without: it cannot stop earlier", b.Steps, plain.bundle.Steps)
+	}
+	if plain.bundle.Diversity != 0 {
+		t.Errorf("the default watermark records a diversity of %g", plain.bundle.Diversity)
+	}
+	sealed, err := fragile.Seal(b, plain.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened, err := fragile.Open(sealed, plain.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opened.Diversity != 1 {
+		t.Errorf("sealed bundle records diversity %g, want 1", opened.Diversity)
+	}
+	if rep := fragile.Verify(ctx, plain.model, b); rep.Result != fragile.ResultIntact {
+		t.Errorf("the watermarked model verifies %s: %s", rep.Result, rep.Message)
 	}
 }
