@@ -53,6 +53,9 @@ func inspect(_ context.Context, args []string) int {
 	if b.Competitors > 0 {
 		fmt.Printf("tie:           each trigger tied to its %d strongest runner-up classes\n", b.Competitors)
 	}
+	if b.Diversity > 0 {
+		fmt.Printf("diversity:     generator trained with a duplicate penalty of weight %g\n", b.Diversity)
+	}
 	fmt.Printf("triggers:      %d over %d classes, per class %v\n", b.Len(), b.Classes, perClass)
 	fmt.Printf("margins:       min %.4g, median %.4g, max %.4g (top-1 minus top-2 logit)\n",
 		margins[0], margins[len(margins)/2], margins[len(margins)-1])

@@ -35,6 +35,7 @@ func watermark(ctx context.Context, args []string) int {
 	competitors := fs.Int("competitors", fragile.DefaultCompetitors, "tie method: runner-up classes each trigger is tied to (-1: every other class)")
 	noiseMargin := fs.Float64("noise-margin", 0, "tie method: margin floor in units of the measured float32 rounding (0: off, the relative floor alone; 24 with --prune-probe 0.01 detects 1% pruning, at several times the training time)")
 	pruneProbe := fs.Float64("prune-probe", 0, "tie method: fraction of each weight tensor the pruning probe zeroes (0: no probe)")
+	diversity := fs.Float64("diversity", fragile.DefaultDiversity, "generator methods: weight of the duplicate penalty on the triggers' pairwise distances (0: none)")
 	method := fs.String("method", string(fragile.DefaultMethod), "trigger method: "+methodNames())
 	lambda := fs.Float64("lambda", 10, "weight of the paper's variance term")
 	lr := fs.Float64("learning-rate", 1e-3, "Adam learning rate")
@@ -90,6 +91,7 @@ func watermark(ctx context.Context, args []string) int {
 		Competitors:   *competitors,
 		NoiseMargin:   *noiseMargin,
 		PruneProbe:    *pruneProbe,
+		Diversity:     *diversity,
 		Lambda:        *lambda,
 		LearningRate:  *lr,
 		MaxSteps:      *maxSteps,
