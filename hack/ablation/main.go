@@ -9,8 +9,8 @@
 //	    -natural ../shared/realmodels/cifar10/cifar10_from_vnncomp.bin \
 //	    -variants none/9/16/0.01,none/9/-1/-1 -seeds 3 [-ort-lib libonnxruntime.so.1]
 //
-// A variant is ANCHOR/COMPETITORS[/NOISE-MARGIN[/PRUNE-PROBE]] (WatermarkOptions
-// fields; 0 or absent: the default, negative: off).
+// A variant is ANCHOR/COMPETITORS[/NOISE-MARGIN[/PRUNE-PROBE[/DIVERSITY]]]
+// (WatermarkOptions fields; 0 or absent: the default, negative: off).
 package main
 
 import (
@@ -40,7 +40,7 @@ type config struct {
 	modelPath, naturalPath, variants, ortLib string
 	norm                                     fragile.Normalization
 	nhwc                                     bool
-	seeds, firstSeed, triggers               int
+	seeds, firstSeed, triggers, singles      int
 	header                                   bool
 	floor                                    float64
 }
@@ -51,7 +51,8 @@ func main() {
 	mean := flag.String("mean", "", "per-channel mean, comma-separated")
 	std := flag.String("std", "", "per-channel standard deviation, comma-separated")
 	flag.StringVar(&c.naturalPath, "natural", "", "natural images in the CIFAR-10 binary layout: the logit scale, the natural anchor, and the fine-tuning data")
-	flag.StringVar(&c.variants, "variants", "none/9", "ANCHOR/COMPETITORS[/NOISE-MARGIN[/PRUNE-PROBE]] variants, comma-separated")
+	flag.StringVar(&c.variants, "variants", "none/9", "ANCHOR/COMPETITORS[/NOISE-MARGIN[/PRUNE-PROBE[/DIVERSITY]]] variants, comma-separated")
+	flag.IntVar(&c.singles, "single-weights", 10, "single-weight changes of 1% (fixed draws) every bundle meets")
 	flag.IntVar(&c.seeds, "seeds", 1, "key seeds per variant")
 	flag.IntVar(&c.firstSeed, "first-seed", 0, "first key seed")
 	flag.IntVar(&c.triggers, "triggers", 100, "triggers per watermark")
@@ -147,6 +148,13 @@ func run(ctx context.Context, c config) error {
 	if err := add("int8", q, err); err != nil {
 		return err
 	}
+	singles := make([][]byte, c.singles)
+	draws := rand.New(rand.NewPCG(13, 0))
+	for i := range singles {
+		if singles[i], _, err = attack.SingleWeight(model, 0.01, draws); err != nil {
+			return err
+		}
+	}
 	if len(data.Labels) > 0 {
 		ft, err := attack.FineTune(ctx, model, data, train.Options{Steps: 1, LearningRate: 1e-4, Optimizer: train.Adam, BatchSize: 32}, rand.New(rand.NewPCG(11, 0)))
 		if err := add("fine-tune 1 step", ft, err); err != nil {
@@ -158,9 +166,9 @@ func run(ctx context.Context, c config) error {
 		for i, a := range attacks {
 			names[i] = a.name
 		}
-		fmt.Printf("| anchor | k | noise margin | prune probe | seed | watermark s | logit scale (triggers / natural) | weight coverage | median margin | tightest margin / its largest control difference | false alarms (re-save, float64, batch 7%s) | %s flipped |\n",
+		fmt.Printf("| anchor | k | noise margin | prune probe | diversity | seed | generator steps | watermark s (CPU s) | logit scale (triggers / natural) | active units | weight coverage | distance min / median | median margin | tightest margin / its largest control difference | false alarms (re-save, float64, batch 7%s) | %s flipped | single weights detected |\n",
 			map[bool]string{true: ", onnxruntime"}[ort != nil], strings.Join(names, " | "))
-		fmt.Println("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|" + strings.Repeat("---:|", len(attacks)))
+		fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---:|---:|---|" + strings.Repeat("---:|", len(attacks)) + "---:|")
 	}
 	for _, v := range strings.Split(c.variants, ",") {
 		opts, err := variant(v)
@@ -168,7 +176,7 @@ func run(ctx context.Context, c config) error {
 			return err
 		}
 		for seed := c.firstSeed; seed < c.firstSeed+c.seeds; seed++ {
-			if err := row(ctx, c, model, natural, opts, seed, attacks, ort); err != nil {
+			if err := row(ctx, c, model, natural, opts, seed, attacks, singles, ort); err != nil {
 				return fmt.Errorf("variant %s seed %d: %w", v, seed, err)
 			}
 		}
@@ -176,19 +184,19 @@ func run(ctx context.Context, c config) error {
 	return nil
 }
 
-// variant parses ANCHOR/COMPETITORS[/NOISE-MARGIN[/PRUNE-PROBE]].
+// variant parses ANCHOR/COMPETITORS[/NOISE-MARGIN[/PRUNE-PROBE[/DIVERSITY]]].
 func variant(v string) (fragile.WatermarkOptions, error) {
 	parts := strings.Split(v, "/")
 	var o fragile.WatermarkOptions
-	if len(parts) < 2 || len(parts) > 4 {
-		return o, fmt.Errorf("variant %q: want ANCHOR/COMPETITORS[/NOISE-MARGIN[/PRUNE-PROBE]]", v)
+	if len(parts) < 2 || len(parts) > 5 {
+		return o, fmt.Errorf("variant %q: want ANCHOR/COMPETITORS[/NOISE-MARGIN[/PRUNE-PROBE[/DIVERSITY]]]", v)
 	}
 	o.Anchor = fragile.Anchor(parts[0])
 	var err error
 	if o.Competitors, err = strconv.Atoi(parts[1]); err != nil {
 		return o, fmt.Errorf("variant %q: %w", v, err)
 	}
-	fields := []*float64{&o.NoiseMargin, &o.PruneProbe}
+	fields := []*float64{&o.NoiseMargin, &o.PruneProbe, &o.Diversity}
 	for i, p := range parts[2:] {
 		if *fields[i], err = strconv.ParseFloat(p, 64); err != nil {
 			return o, fmt.Errorf("variant %q: %w", v, err)
@@ -197,18 +205,18 @@ func variant(v string) (fragile.WatermarkOptions, error) {
 	return o, nil
 }
 
-func row(ctx context.Context, c config, model []byte, natural []float32, opts fragile.WatermarkOptions, seed int, attacks []attacked, ort eval.Runtime) error {
+func row(ctx context.Context, c config, model []byte, natural []float32, opts fragile.WatermarkOptions, seed int, attacks []attacked, singles [][]byte, ort eval.Runtime) error {
 	key, err := fragile.NewKey(rand.NewChaCha8([32]byte{byte(seed + 1)}))
 	if err != nil {
 		return err
 	}
 	opts.Triggers, opts.InputMin, opts.InputMax, opts.Normalization, opts.Natural, opts.MarginFloor = c.triggers, 0, 1, c.norm, natural, c.floor
-	start := time.Now()
+	start, cpu := time.Now(), cpuSeconds()
 	b, err := fragile.Watermark(ctx, model, key, opts)
 	if err != nil {
 		return err
 	}
-	took := time.Since(start).Seconds()
+	took, tookCPU := time.Since(start).Seconds(), cpuSeconds()-cpu
 
 	// Benign controls: how far each moves the logits, and whether a label moved.
 	net, err := fragile.LoadNetwork(model)
@@ -270,11 +278,28 @@ func row(ctx context.Context, c config, model []byte, natural []float32, opts fr
 	for i, a := range attacks {
 		flips[i] = strconv.Itoa(fragile.Verify(ctx, a.model, b).Mismatched)
 	}
+	detected := 0
+	for _, s := range singles {
+		if fragile.Verify(ctx, s, b).Mismatched > 0 {
+			detected++
+		}
+	}
 	m := b.Measures
-	fmt.Printf("| %s | %d | %s | %s | %d | %.0f | %.3g / %.3g | %.1f%% | %.3g | %.3gx | %s | %s |\n",
-		opts.Anchor, opts.Competitors, setting(opts.NoiseMargin), setting(opts.PruneProbe), seed, took, m.TriggerLogitScale, m.NaturalLogitScale,
-		100*m.WeightCoverage, median(margins), headroom, strings.Join(alarms, ", "), strings.Join(flips, " | "))
+	fmt.Printf("| %s | %d | %s | %s | %s | %d | %d | %.0f (%.0f) | %.3g / %.3g | %.1f%% | %.1f%% | %.3g / %.3g | %.3g | %.3gx | %s | %s | %d/%d |\n",
+		opts.Anchor, opts.Competitors, setting(opts.NoiseMargin), setting(opts.PruneProbe), setting(opts.Diversity), seed, b.Steps, took, tookCPU,
+		m.TriggerLogitScale, m.NaturalLogitScale, 100*m.ActiveUnits, 100*m.WeightCoverage, m.MinDistance, m.MedianDistance,
+		median(margins), headroom, strings.Join(alarms, ", "), strings.Join(flips, " | "), detected, len(singles))
 	return nil
+}
+
+// cpuSeconds is the user and system CPU time this process has used: on a shared
+// machine the wall-clock time of a watermark is only an upper bound.
+func cpuSeconds() float64 {
+	var u syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &u); err != nil {
+		return math.NaN()
+	}
+	return time.Duration(u.Utime.Nano() + u.Stime.Nano()).Seconds()
 }
 
 // setting shows a variant's value as Watermark takes it: zero or negative is off.
