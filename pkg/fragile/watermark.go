@@ -102,7 +102,7 @@ type WatermarkOptions struct {
 	// pairwise distances (see diversity.go), for the methods that train the
 	// generator (default DefaultDiversity; negative: none). With it, training goes
 	// on after every trigger has its key label until the median pairwise distance
-	// reaches diversityWidth or MaxSteps ends.
+	// reaches diversityWidth, for at most diversitySteps more steps.
 	Diversity float64
 	// Natural holds natural images (back to back, pixel space, in the input range):
 	// candidates for the natural methods; for every method, the reference the
@@ -199,8 +199,10 @@ var Anchors = []Anchor{AnchorNone, AnchorNoise, AnchorNatural}
 // differed by up to 2.2 times our estimate. Margins at the floor scale with this
 // factor, so 24 gives about 11x there. It is not the default: with the pruning probe it
 // made watermarking mnist-7 six times slower (111-116 s of CPU against 18-19 s, same
-// machine and run) and its detection at 24 is not yet measured; the relative floor
-// alone stays the default until it is.
+// machine and run) and oval21__cifar_wide_kw about seven times (114 s against 17 s,
+// 20 triggers), where at 24 it detected 1% pruning in each of three seeds (1-5 of 20
+// flipped) with a tightest margin of at least 10.2x over every control, onnxruntime
+// included (BENCHMARKS.md, "Diverse triggers").
 const PruningNoiseMargin = 24
 
 // DefaultCompetitors is how many runner-up classes a tie trigger is tied to by
@@ -387,6 +389,7 @@ func trainGenerator(ctx context.Context, m *target, key Key, opts WatermarkOptio
 	defer vm.Close()
 	solver := G.NewAdamSolver(G.WithLearnRate(opts.LearningRate), G.WithBeta1(0.5), G.WithBeta2(0.999))
 
+	firstMatch := 0 // the first step at which every trigger had its key label
 	for step := 1; step <= opts.MaxSteps; step++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -406,8 +409,12 @@ func trainGenerator(ctx context.Context, m *target, key Key, opts WatermarkOptio
 		}
 		if matched == n && diverse && step < opts.MaxSteps {
 			// With the duplicate penalty, labelling every trigger is not enough: go on
-			// until the typical pair is a kernel width apart, or the budget ends.
-			if _, spread := pairwiseDistances(triggersVal.Data().([]float32), size, opts.InputMax-opts.InputMin); spread < diversityWidth {
+			// until the typical pair is a kernel width apart, for at most
+			// diversitySteps steps after the first full match.
+			if firstMatch == 0 {
+				firstMatch = step
+			}
+			if _, spread := pairwiseDistances(triggersVal.Data().([]float32), size, opts.InputMax-opts.InputMin); spread < diversityWidth && step < firstMatch+diversitySteps {
 				matched = -1
 			}
 		}

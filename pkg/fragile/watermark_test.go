@@ -640,10 +640,10 @@ func assertRoundingHeadroom(t *testing.T, net *nn.Network, b *fragile.Bundle) {
 }
 
 // TestWatermarkDiversity checks the duplicate penalty on mnist-7: with it the
-// triggers lie farther apart than without (the shared watermark, same key and
-// trigger count), training goes on past the first full key match until the median
-// pair is the kernel's width apart (or the budget ends), the bundle records the
-// weight through sealing, and the model still verifies intact.
+// closest pair of triggers lies farther apart than without (the shared watermark,
+// same key and trigger count), training goes on past the first full key match for
+// a bounded number of steps, the bundle records the weight through sealing, and
+// the model still verifies intact.
 func TestWatermarkDiversity(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a second mnist-7 watermark")
@@ -660,11 +660,11 @@ func TestWatermarkDiversity(t *testing.T) {
 	t.Logf("median distance %.3g (without the penalty %.3g), min %.3g (%.3g), active units %.3g (%.3g), coverage %.3g (%.3g), steps %d (%d)",
 		got.MedianDistance, want.MedianDistance, got.MinDistance, want.MinDistance, got.ActiveUnits, want.ActiveUnits,
 		got.WeightCoverage, want.WeightCoverage, b.Steps, plain.bundle.Steps)
-	if !(got.MedianDistance > want.MedianDistance) {
-		t.Errorf("median pairwise distance %g with the penalty, %g without", got.MedianDistance, want.MedianDistance)
+	if !(got.MinDistance > want.MinDistance) {
+		t.Errorf("smallest pairwise distance %g with the penalty, %g without", got.MinDistance, want.MinDistance)
 	}
-	if b.Steps < plain.bundle.Steps {
-		t.Errorf("%d training steps with the penalty, %d without: it cannot stop earlier", b.Steps, plain.bundle.Steps)
+	if b.Steps < plain.bundle.Steps || b.Steps > plain.bundle.Steps+20 {
+		t.Errorf("%d training steps with the penalty, %d without: want between %[2]d and 20 more", b.Steps, plain.bundle.Steps)
 	}
 	if plain.bundle.Diversity != 0 {
 		t.Errorf("the default watermark records a diversity of %g", plain.bundle.Diversity)
