@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/fragile-operator/fragile-operator/internal/cli"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile"
 	"github.com/fragile-operator/fragile-operator/pkg/storage"
 )
@@ -42,7 +43,12 @@ func verify(ctx context.Context, args []string) int {
 	case live.url != "":
 		r = verifyEndpoint(ctx, &live, src)
 	default:
-		r = verifyFrom(ctx, src)
+		// Running a 224 px model's triggers is one uninterruptible pass (cli.Abandon).
+		var err error
+		r, err = cli.Abandon(ctx, cli.StopGrace, func() (fragile.VerifyReport, error) { return verifyFrom(ctx, src), nil })
+		if err != nil {
+			r = fragile.VerifyReport{Result: fragile.ResultError, Message: err.Error()}
+		}
 	}
 	if r.Result == fragile.ResultError && r.DurationSeconds == 0 {
 		r.DurationSeconds = time.Since(start).Seconds()

@@ -82,7 +82,7 @@ func watermark(ctx context.Context, args []string) int {
 		toTerminal := progress
 		progress = func(p fragile.Progress) { toTerminal(p); toSecret(p) }
 	}
-	bundle, err := fragile.Watermark(ctx, model, key, fragile.WatermarkOptions{
+	opts := fragile.WatermarkOptions{
 		Method:        fragile.Method(*method),
 		Triggers:      *triggers,
 		InputMin:      lo,
@@ -96,6 +96,11 @@ func watermark(ctx context.Context, args []string) int {
 		LearningRate:  *lr,
 		MaxSteps:      *maxSteps,
 		Progress:      progress,
+	}
+	// One training step of a large model cannot be interrupted (cli.Abandon): after a
+	// signal, the command gives up on it within cli.StopGrace and reports the stop.
+	bundle, err := cli.Abandon(ctx, cli.StopGrace, func() (*fragile.Bundle, error) {
+		return fragile.Watermark(ctx, model, key, opts)
 	})
 	if err != nil {
 		return failWith(err)
