@@ -99,7 +99,7 @@ for name in "${names[@]}"; do
     flags[$name]="$(normalisation "$name")"
   else
     dir="${FRAGILE_TORCH_DIR:-$(hack/torch/fixtures.sh)}"
-    model[$name]="$dir/${name}_32_op${opset}.onnx"
+    model[$name]="$dir/${name}_32_op${opset}.onnx" flags[$name]=""
     [[ -f ${model[$name]} ]] || { log "no fixture ${model[$name]}"; exit 1; }
   fi
 done
