@@ -54,8 +54,9 @@ normalisation() {
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-go build -o "$work/fragile" ./cmd/fragile
-go build -o "$work/fragile-lab" ./cmd/fragile-lab
+# BUILD_TAGS=openblas measures the OpenBLAS build the image ships; default: pure Go.
+go build -tags "${BUILD_TAGS:-}" -o "$work/fragile" ./cmd/fragile
+go build -tags "${BUILD_TAGS:-}" -o "$work/fragile-lab" ./cmd/fragile-lab
 fragile="$work/fragile"
 "$fragile" keygen -out "$work/key" >/dev/null
 
