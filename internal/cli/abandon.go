@@ -7,7 +7,7 @@ import (
 
 // StopGrace is how long a command waits, after SIGTERM or Ctrl-C, for long work to
 // return through its context before it abandons the work (see Abandon).
-const StopGrace = 3 * time.Second
+const StopGrace = time.Second
 
 // Abandon runs work and returns its result, unless ctx is cancelled and work has not
 // returned within grace: then it returns ctx's error at once and leaves work running
