@@ -219,8 +219,10 @@ func (p *planner[T]) conv(i int, node *onnx.Node) error {
 	pointwise := kh == 1 && kw == 1 && g.sh == 1 && g.sw == 1 && g.top == 0 && g.left == 0 && g.bottom == 0 && g.right == 0
 	depthwise := cg == 1 && mg == 1
 	var col []T
+	var cols *colPlan
 	if !pointwise && !depthwise {
 		col = make([]T, kdim*ohw)
+		cols = newColPlan(&g)
 	}
 	p.add(func() {
 		for b := 0; b < n; b++ {
@@ -233,7 +235,7 @@ func (p *planner[T]) conv(i int, node *onnx.Node) error {
 					xg := xb[gi*cg*h*w : (gi+1)*cg*h*w]
 					rhs := xg
 					if !pointwise {
-						im2col(&g, xg, cg, col)
+						im2col(cols, xg, cg, col)
 						rhs = col
 					}
 					gemm(false, false, mg, ohw, kdim, weights[gi*mg*kdim:], kdim, rhs, ohw, 0, yb[gi*mg*ohw:], ohw)
@@ -264,60 +266,129 @@ func channelBias[T Float](v *value[T], m int) []T {
 	return v.t.data
 }
 
-// finish applies the epilogue to one example's m x ohw output.
+// finish applies the epilogue to one example's m x ohw output in one pass over
+// each row: (y + bias) + residual, then the activation, in that order for every
+// kind, so the fused ReLU paths round exactly as the general one. ReLU is written
+// as max(v, 0), which compiles without a branch: a conv's outputs change sign at
+// random and the branch mispredicted on half of them.
 func finish[T Float](y []T, m, ohw int, e *epilogue[T], res []T) {
+	relu := e.act.kind == "Relu"
 	for o := 0; o < m; o++ {
 		row := y[o*ohw : (o+1)*ohw]
+		var b T
 		if e.bias != nil {
-			b := e.bias[o]
-			for i := range row {
-				row[i] += b
-			}
+			b = e.bias[o]
 		}
+		var r []T
 		if res != nil {
-			r := res[o*ohw : (o+1)*ohw]
-			for i := range row {
-				row[i] += r[i]
-			}
+			r = res[o*ohw : (o+1)*ohw]
+			r = r[:len(row)]
 		}
-		applyActivation(e.act, row)
+		switch {
+		case relu && r == nil:
+			for i, v := range row {
+				row[i] = max(v+b, 0)
+			}
+		case relu:
+			for i, v := range row {
+				row[i] = max(v+b+r[i], 0)
+			}
+		default:
+			if e.bias != nil {
+				for i := range row {
+					row[i] += b
+				}
+			}
+			if r != nil {
+				for i := range row {
+					row[i] += r[i]
+				}
+			}
+			applyActivation(e.act, row)
+		}
 	}
 }
 
-// im2col lays one group's input (cg x h x w) out as the (cg*kh*kw) x (oh*ow)
-// matrix whose product with the weights is the convolution.
-func im2col[T Float](g *window, x []T, cg int, col []T) {
-	ohw := g.oh * g.ow
-	row := 0
-	for c := 0; c < cg; c++ {
-		plane := x[c*g.h*g.w : (c+1)*g.h*g.w]
-		for ky := 0; ky < g.kh; ky++ {
-			for kx := 0; kx < g.kw; kx++ {
-				dst := col[row*ohw : (row+1)*ohw]
-				row++
-				offX := kx * g.dw
-				lo, hi := g.cols(offX)
-				for oy := 0; oy < g.oh; oy++ {
-					line := dst[oy*g.ow : (oy+1)*g.ow]
-					iy := oy*g.sh - g.top + ky*g.dh
-					if iy < 0 || iy >= g.h || lo >= hi {
-						clear(line)
-						continue
-					}
-					clear(line[:lo])
-					clear(line[hi:])
-					in := plane[iy*g.w:]
-					start := lo*g.sw - g.left + offX
-					if g.sw == 1 {
-						copy(line[lo:hi], in[start:start+hi-lo])
-						continue
-					}
-					for ox, ix := lo, start; ox < hi; ox, ix = ox+1, ix+g.sw {
-						line[ox] = in[ix]
-					}
+// colPlan is where im2col copies the input from, worked out once per
+// convolution: one span per output line of each kernel tap, the same for every
+// channel. On the small planes of 32 px models (8x8 to 32x32) a line is 8 to 32
+// values, and computing the window's bounds on every call was what im2col cost.
+type colPlan struct {
+	spans []colSpan
+	// stride is the input step between a line's values (the window's column stride).
+	stride int
+	// rows is the number of column rows per channel (kh*kw); in and out are one
+	// channel's input (h*w) and column row (oh*ow) sizes.
+	rows, in, out int
+}
+
+// colSpan copies n input values, stride apart from src, to dst onwards.
+type colSpan struct{ dst, src, n int }
+
+func newColPlan(g *window) *colPlan {
+	pl := &colPlan{stride: g.sw, rows: g.kh * g.kw, in: g.h * g.w, out: g.oh * g.ow}
+	for ky := 0; ky < g.kh; ky++ {
+		offY := ky*g.dh - g.top
+		for kx := 0; kx < g.kw; kx++ {
+			row := ky*g.kw + kx
+			offX := kx * g.dw
+			lo, hi := g.cols(offX)
+			if lo >= hi {
+				continue
+			}
+			for oy := 0; oy < g.oh; oy++ {
+				iy := oy*g.sh + offY
+				if iy < 0 || iy >= g.h {
+					continue
 				}
+				pl.spans = append(pl.spans, colSpan{
+					dst: row*pl.out + oy*g.ow + lo,
+					src: iy*g.w + lo*g.sw - g.left + offX,
+					n:   hi - lo,
+				})
 			}
 		}
+	}
+	return pl
+}
+
+// im2col lays one group's input (cg x h x w) out as the (cg*kh*kw) x (oh*ow)
+// matrix whose product with the weights is the convolution. It writes only the
+// entries that read the input: col must hold zeros wherever the window lies in
+// the padding, which stays true from one call to the next (each convolution owns
+// its column buffer, allocated zeroed), so the border is never cleared again.
+func im2col[T Float](pl *colPlan, x []T, cg int, col []T) {
+	for c := 0; c < cg; c++ {
+		plane := x[c*pl.in : (c+1)*pl.in]
+		rows := col[c*pl.rows*pl.out : (c+1)*pl.rows*pl.out]
+		if pl.stride == 1 {
+			for _, s := range pl.spans {
+				copyLine(rows[s.dst:s.dst+s.n], plane[s.src:s.src+s.n])
+			}
+			continue
+		}
+		for _, s := range pl.spans {
+			stridedLine(rows[s.dst:s.dst+s.n], plane[s.src:s.src+(s.n-1)*pl.stride+1], pl.stride)
+		}
+	}
+}
+
+// copyLine is copy, with a plain loop for the short lines where calling memmove
+// costs more than the copy.
+func copyLine[T Float](dst, src []T) {
+	if len(dst) > 16 {
+		copy(dst, src)
+		return
+	}
+	src = src[:len(dst)]
+	for i := range dst {
+		dst[i] = src[i]
+	}
+}
+
+func stridedLine[T Float](dst, src []T, stride int) {
+	for i := range dst {
+		dst[i] = src[i*stride]
 	}
 }
 
@@ -392,30 +463,22 @@ func (p *planner[T]) pool(node *onnx.Node) error {
 	planes := xs[0] * xs[1]
 	out := p.output(node, 0, []int{xs[0], xs[1], g.oh, g.ow}, nil, 0)
 	src, dst := x.t.data, out.data
+	var colMax []T
+	if isMax {
+		colMax = make([]T, g.w)
+	}
 	p.add(func() {
 		for pl := 0; pl < planes; pl++ {
 			in := src[pl*g.h*g.w : (pl+1)*g.h*g.w]
 			o := dst[pl*g.oh*g.ow : (pl+1)*g.oh*g.ow]
+			if isMax {
+				maxPool(&g, in, o, colMax)
+				continue
+			}
 			for oy := 0; oy < g.oh; oy++ {
 				y0 := oy*g.sh - g.top
 				for ox := 0; ox < g.ow; ox++ {
 					x0 := ox*g.sw - g.left
-					if isMax {
-						m := T(math.Inf(-1))
-						for ky := 0; ky < g.kh; ky++ {
-							iy := y0 + ky*g.dh
-							if iy < 0 || iy >= g.h {
-								continue
-							}
-							for kx := 0; kx < g.kw; kx++ {
-								if ix := x0 + kx*g.dw; ix >= 0 && ix < g.w {
-									m = max(m, in[iy*g.w+ix])
-								}
-							}
-						}
-						o[oy*g.ow+ox] = m
-						continue
-					}
 					// PyTorch's divisor: the window clipped to the padded input,
 					// or to the input itself without count_include_pad.
 					y1, x1 := min(y0+g.kh, g.h+g.bottom), min(x0+g.kw, g.w+g.right)
@@ -436,6 +499,64 @@ func (p *planner[T]) pool(node *onnx.Node) error {
 		}
 	})
 	return nil
+}
+
+// maxPool takes the maximum over each window of one h x w plane, separably: for
+// each output row, the maximum down the window's input rows into colMax (w
+// values), then across each window's columns of it. Go's max on floats is a
+// five-instruction sequence (NaN and signed zeros), and one chain of them per
+// window was a dependency chain the CPU could not overlap; going down the rows,
+// every column is independent. Go's max is commutative and associative, NaN and
+// signed zeros included, so the order gives what the window's definition gives.
+// A window wholly in the padding gives -Inf.
+func maxPool[T Float](g *window, in, out, colMax []T) {
+	h, w, ow := g.h, g.w, g.ow
+	kh, kw, sw, dh, dw := g.kh, g.kw, g.sw, g.dh, g.dw
+	colMax = colMax[:w]
+	for oy := 0; oy < g.oh; oy++ {
+		y0 := oy*g.sh - g.top
+		first := true
+		for ky := 0; ky < kh; ky++ {
+			iy := y0 + ky*dh
+			if iy < 0 || iy >= h {
+				continue
+			}
+			r := in[iy*w : (iy+1)*w]
+			if first {
+				copy(colMax, r)
+				first = false
+				continue
+			}
+			for x, v := range r {
+				colMax[x] = max(colMax[x], v)
+			}
+		}
+		line := out[oy*ow : (oy+1)*ow]
+		if first {
+			for ox := range line {
+				line[ox] = T(math.Inf(-1))
+			}
+			continue
+		}
+		for ox := range line {
+			x0 := ox*sw - g.left
+			m := T(math.Inf(-1))
+			if x0 >= 0 && x0+(kw-1)*dw < w {
+				r := colMax[x0 : x0+(kw-1)*dw+1]
+				m = r[0]
+				for kx := dw; kx < len(r); kx += dw {
+					m = max(m, r[kx])
+				}
+			} else {
+				for kx := 0; kx < kw; kx++ {
+					if ix := x0 + kx*dw; ix >= 0 && ix < w {
+						m = max(m, colMax[ix])
+					}
+				}
+			}
+			line[ox] = m
+		}
+	}
 }
 
 func (p *planner[T]) globalPool(node *onnx.Node) error {

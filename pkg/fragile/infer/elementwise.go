@@ -52,9 +52,7 @@ func applyActivation[T Float](act activation, xs []T) {
 	case "":
 	case "Relu":
 		for i, x := range xs {
-			if x < 0 {
-				xs[i] = 0
-			}
+			xs[i] = max(x, 0) // branch-free (see finish)
 		}
 	case "LeakyRelu":
 		a := T(act.a)

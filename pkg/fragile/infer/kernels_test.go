@@ -1,0 +1,180 @@
+package infer
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/fragile-operator/fragile-operator/pkg/fragile/onnx"
+)
+
+// windowCase is a window geometry the kernels must handle: padding on some or all
+// sides, strides, dilations, a kernel as wide as the padded input.
+type windowCase struct {
+	h, w, kh, kw, sh, sw, dh, dw int
+	pads                         [4]int64 // top, left, bottom, right
+	ceil                         bool
+}
+
+var windowCases = []windowCase{
+	{h: 8, w: 8, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, pads: [4]int64{1, 1, 1, 1}},
+	{h: 14, w: 14, kh: 5, kw: 5, sh: 1, sw: 1, dh: 1, dw: 1, pads: [4]int64{2, 2, 2, 2}},
+	{h: 32, w: 32, kh: 3, kw: 3, sh: 2, sw: 2, dh: 1, dw: 1, pads: [4]int64{1, 1, 1, 1}},
+	{h: 16, w: 16, kh: 1, kw: 1, sh: 2, sw: 2, dh: 1, dw: 1},
+	{h: 9, w: 7, kh: 3, kw: 2, sh: 2, sw: 3, dh: 2, dw: 1, pads: [4]int64{0, 2, 1, 0}},
+	{h: 5, w: 6, kh: 3, kw: 3, sh: 1, sw: 1, dh: 2, dw: 2, pads: [4]int64{2, 2, 2, 2}},
+	{h: 28, w: 28, kh: 2, kw: 2, sh: 2, sw: 2, dh: 1, dw: 1},
+	{h: 14, w: 14, kh: 3, kw: 3, sh: 3, sw: 3, dh: 1, dw: 1},
+	{h: 7, w: 7, kh: 3, kw: 3, sh: 2, sw: 2, dh: 1, dw: 1, pads: [4]int64{1, 1, 1, 1}, ceil: true},
+	{h: 4, w: 20, kh: 4, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, pads: [4]int64{3, 1, 0, 1}},
+}
+
+func (c windowCase) window(t *testing.T) window {
+	t.Helper()
+	node := &onnx.Node{OpType: "Conv", Attributes: []onnx.Attribute{
+		{Name: "strides", Ints: []int64{int64(c.sh), int64(c.sw)}},
+		{Name: "dilations", Ints: []int64{int64(c.dh), int64(c.dw)}},
+		{Name: "pads", Ints: c.pads[:]},
+	}}
+	g, err := windowOf(node, c.kh, c.kw, c.h, c.w, c.ceil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// at is the input value a window position reads, and whether it lies inside.
+func (g *window) at(plane []float32, oy, ox, ky, kx int) (float32, bool) {
+	iy, ix := oy*g.sh-g.top+ky*g.dh, ox*g.sw-g.left+kx*g.dw
+	if iy < 0 || iy >= g.h || ix < 0 || ix >= g.w {
+		return 0, false
+	}
+	return plane[iy*g.w+ix], true
+}
+
+// TestIm2col compares im2col with its definition on every geometry, calling it
+// twice on one buffer: the padded entries it never writes must read as zero both
+// times.
+func TestIm2col(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, tc := range windowCases {
+		t.Run(fmt.Sprintf("%+v", tc), func(t *testing.T) {
+			g := tc.window(t)
+			const cg = 3
+			ohw := g.oh * g.ow
+			col := make([]float32, cg*g.kh*g.kw*ohw)
+			pl := newColPlan(&g)
+			for call := 0; call < 2; call++ {
+				x := uniform(rng, cg*g.h*g.w, 1)
+				for i := range x {
+					x[i] += 0.5 // no zeros in the input: a zero in col means padding
+				}
+				im2col(pl, x, cg, col)
+				for c := 0; c < cg; c++ {
+					plane := x[c*g.h*g.w : (c+1)*g.h*g.w]
+					for ky := 0; ky < g.kh; ky++ {
+						for kx := 0; kx < g.kw; kx++ {
+							row := (c*g.kh+ky)*g.kw + kx
+							for oy := 0; oy < g.oh; oy++ {
+								for ox := 0; ox < g.ow; ox++ {
+									want, _ := g.at(plane, oy, ox, ky, kx)
+									if got := col[row*ohw+oy*g.ow+ox]; got != want {
+										t.Fatalf("call %d: col[c %d, ky %d, kx %d][oy %d, ox %d] = %g, want %g", call, c, ky, kx, oy, ox, got, want)
+									}
+								}
+							}
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestMaxPool compares maxPool with its definition on every geometry, with NaN
+// and signed zeros in the input.
+func TestMaxPool(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, tc := range windowCases {
+		t.Run(fmt.Sprintf("%+v", tc), func(t *testing.T) {
+			g := tc.window(t)
+			x := uniform(rng, g.h*g.w, 2)
+			for i := range x {
+				x[i]--
+				switch rng.IntN(20) {
+				case 0:
+					x[i] = float32(math.NaN())
+				case 1:
+					x[i] = float32(math.Copysign(0, -1))
+				case 2:
+					x[i] = 0
+				}
+			}
+			out := make([]float32, g.oh*g.ow)
+			maxPool(&g, x, out, make([]float32, g.w))
+			for oy := 0; oy < g.oh; oy++ {
+				for ox := 0; ox < g.ow; ox++ {
+					want := float32(math.Inf(-1))
+					for ky := 0; ky < g.kh; ky++ {
+						for kx := 0; kx < g.kw; kx++ {
+							if v, ok := g.at(x, oy, ox, ky, kx); ok {
+								want = max(want, v)
+							}
+						}
+					}
+					got := out[oy*g.ow+ox]
+					if math.Float32bits(got) != math.Float32bits(want) && !(got != got && want != want) {
+						t.Fatalf("out[%d, %d] = %g, want %g", oy, ox, got, want)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestFinishFused checks that the fused bias + residual + ReLU pass rounds exactly
+// as the three steps one after the other.
+func TestFinishFused(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	const m, ohw = 5, 37
+	y := uniform(rng, m*ohw, 2)
+	res := uniform(rng, m*ohw, 2)
+	bias := uniform(rng, m, 2)
+	for i := range y {
+		y[i]--
+		res[i]--
+	}
+	for _, withBias := range []bool{false, true} {
+		for _, withRes := range []bool{false, true} {
+			e := epilogue[float32]{act: activation{kind: "Relu"}}
+			var r []float32
+			want := slices.Clone(y)
+			for i := range want {
+				if withBias {
+					want[i] += bias[i/ohw]
+				}
+				if withRes {
+					want[i] += res[i]
+				}
+				if want[i] < 0 {
+					want[i] = 0
+				}
+			}
+			if withBias {
+				e.bias = bias
+			}
+			if withRes {
+				r = res
+			}
+			got := slices.Clone(y)
+			finish(got, m, ohw, &e, r)
+			for i := range got {
+				if got[i] != want[i] {
+					t.Fatalf("bias %v, residual %v: element %d = %g, want %g", withBias, withRes, i, got[i], want[i])
+				}
+			}
+		}
+	}
+}
