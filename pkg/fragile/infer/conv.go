@@ -220,6 +220,25 @@ func (p *planner[T]) conv(i int, node *onnx.Node) error {
 	depthwise := cg == 1 && mg == 1
 	var col []T
 	var cols *colPlan
+	if wide := !pointwise && !depthwise && useWide(&g, mg); wide {
+		wc := newWideConv(&g)
+		xp, col, out := make([]T, wc.padded(&g, cg)), make([]T, kdim*wc.n), make([]T, m*wc.n)
+		p.add(func() {
+			for b := 0; b < n; b++ {
+				xb, yb := src[b*c*h*w:(b+1)*c*h*w], dst[b*m*ohw:(b+1)*m*ohw]
+				for gi := 0; gi < group; gi++ {
+					wideCols(&g, &wc, xb[gi*cg*h*w:(gi+1)*cg*h*w], cg, xp, col)
+					gemm(false, false, mg, wc.n, kdim, weights[gi*mg*kdim:], kdim, col, wc.n, 0, out[gi*mg*wc.n:], wc.n)
+				}
+				var res []T
+				if e.residual != nil {
+					res = e.residual[b*m*ohw : (b+1)*m*ohw]
+				}
+				finishWide(yb, out, m, g.oh, g.ow, wc.pw, &e, res)
+			}
+		})
+		return nil
+	}
 	if !pointwise && !depthwise {
 		col = make([]T, kdim*ohw)
 		cols = newColPlan(&g)
@@ -266,45 +285,131 @@ func channelBias[T Float](v *value[T], m int) []T {
 	return v.t.data
 }
 
-// finish applies the epilogue to one example's m x ohw output in one pass over
-// each row: (y + bias) + residual, then the activation, in that order for every
-// kind, so the fused ReLU paths round exactly as the general one. ReLU is written
-// as max(v, 0), which compiles without a branch: a conv's outputs change sign at
-// random and the branch mispredicted on half of them.
+// finish applies the epilogue to one example's m x ohw output, in place.
 func finish[T Float](y []T, m, ohw int, e *epilogue[T], res []T) {
-	relu := e.act.kind == "Relu"
 	for o := 0; o < m; o++ {
 		row := y[o*ohw : (o+1)*ohw]
-		var b T
-		if e.bias != nil {
-			b = e.bias[o]
-		}
 		var r []T
 		if res != nil {
 			r = res[o*ohw : (o+1)*ohw]
-			r = r[:len(row)]
 		}
+		e.channel(o, row, row, r, 1, ohw, ohw)
+	}
+}
+
+// finishWide applies the epilogue while copying a wide output (m x oh x pw, see
+// wideConv) into the m x oh x ow output y.
+func finishWide[T Float](y, wide []T, m, oh, ow, pw int, e *epilogue[T], res []T) {
+	for o := 0; o < m; o++ {
+		at := o * oh * ow
+		var r []T
+		if res != nil {
+			r = res[at : at+oh*ow]
+		}
+		e.channel(o, y[at:at+oh*ow], wide[o*oh*pw:(o+1)*oh*pw], r, oh, ow, pw)
+	}
+}
+
+// channel writes output channel o: lines lines of width values, src's pitch
+// apart in src, back to back in dst (which may be src when the pitch is the
+// width), each value plus the bias, plus the residual r (when not nil, laid out
+// as dst), through the activation, in one pass. Every path rounds as (src + bias)
+// + residual, then the activation. ReLU is max(v, 0), which compiles without a
+// branch: a conv's outputs change sign at random and the branch mispredicted on
+// half of them.
+func (e *epilogue[T]) channel(o int, dst, src, r []T, lines, width, pitch int) {
+	var b T
+	if e.bias != nil {
+		b = e.bias[o]
+	}
+	relu := e.act.kind == "Relu"
+	for l := 0; l < lines; l++ {
+		d, s := dst[l*width:(l+1)*width], src[l*pitch:l*pitch+width]
 		switch {
 		case relu && r == nil:
-			for i, v := range row {
-				row[i] = max(v+b, 0)
+			for i, v := range s {
+				d[i] = max(v+b, 0)
 			}
 		case relu:
-			for i, v := range row {
-				row[i] = max(v+b+r[i], 0)
+			rl := r[l*width : (l+1)*width]
+			for i, v := range s {
+				d[i] = max(v+b+rl[i], 0)
 			}
 		default:
+			if pitch != width {
+				copy(d, s)
+			}
 			if e.bias != nil {
-				for i := range row {
-					row[i] += b
+				for i := range d {
+					d[i] += b
 				}
 			}
 			if r != nil {
-				for i := range row {
-					row[i] += r[i]
+				rl := r[l*width : (l+1)*width]
+				for i := range d {
+					d[i] += rl[i]
 				}
 			}
-			applyActivation(e.act, row)
+			applyActivation(e.act, d)
+		}
+	}
+}
+
+// wideConv is the layout of a stride-1 convolution computed on the padded
+// input's full width. With the input copied once into a zero-padded plane of
+// ph x pw, the column row of each kernel tap over an oh x pw output grid is one
+// contiguous stretch of that plane, so im2col is one copy per row instead of one
+// per output line; the GEMM computes (kw-1)*dw extra columns per output row,
+// which finishWide drops. On 32 px models, where output lines are 8 to 32 values
+// long, the short copies cost more than the extra columns (BENCHMARKS.md); where
+// the weights are many (M large), they do not, and plain im2col is used (useWide).
+type wideConv struct {
+	ph, pw int
+	// n is the GEMM's column count, oh*pw.
+	n int
+}
+
+// useWide reports whether a stride-1 convolution with mg output channels per
+// group should use the wide layout. Per output line it saves cg*kh*kw short
+// copies and costs mg*cg*kh*kw multiply-adds for each of its (kw-1)*dw extra
+// columns: worth it while mg*(kw-1)*dw stays small (a bound set by measuring
+// the models of BENCHMARKS.md).
+func useWide(g *window, mg int) bool {
+	return g.sh == 1 && g.sw == 1 && mg*(g.kw-1)*g.dw <= 128
+}
+
+func newWideConv(g *window) wideConv {
+	ph, pw := g.h+g.top+g.bottom, g.w+g.left+g.right
+	return wideConv{ph: ph, pw: pw, n: g.oh * pw}
+}
+
+// padded is the size of the zero-padded input buffer for cg channels: the last
+// rows of the last tap read (kw-1)*dw values past the last plane, into columns
+// that are dropped.
+func (wc *wideConv) padded(g *window, cg int) int { return cg*wc.ph*wc.pw + (g.kw-1)*g.dw }
+
+// wideCols copies one group's input (cg x h x w) into the interior of the padded
+// buffer xp, whose border stays zero from allocation, and lays out the
+// (cg*kh*kw) x n column matrix from it, one copy per row.
+func wideCols[T Float](g *window, wc *wideConv, x []T, cg int, xp, col []T) {
+	h, w, pw := g.h, g.w, wc.pw
+	plane := wc.ph * pw
+	for c := 0; c < cg; c++ {
+		in := x[c*h*w : (c+1)*h*w]
+		out := xp[c*plane : (c+1)*plane]
+		for iy := 0; iy < h; iy++ {
+			at := (iy+g.top)*pw + g.left
+			copyLine(out[at:at+w], in[iy*w:(iy+1)*w])
+		}
+	}
+	row := 0
+	for c := 0; c < cg; c++ {
+		for ky := 0; ky < g.kh; ky++ {
+			for kx := 0; kx < g.kw; kx++ {
+				from := c*plane + ky*g.dh*pw + kx*g.dw
+				copy(col[row*wc.n:(row+1)*wc.n], xp[from:from+wc.n])
+				row++
+			}
 		}
 	}
 }

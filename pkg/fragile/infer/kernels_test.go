@@ -178,3 +178,58 @@ func TestFinishFused(t *testing.T) {
 		}
 	}
 }
+
+// TestWideConv computes stride-1 convolutions through the wide layout (padded
+// input, one column copy per row, extra columns dropped by the epilogue) and
+// compares them with the convolution's definition, bias, residual and ReLU
+// included, calling it twice on the same buffers.
+func TestWideConv(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	for _, tc := range windowCases {
+		if tc.sh != 1 || tc.sw != 1 || tc.ceil {
+			continue
+		}
+		t.Run(fmt.Sprintf("%+v", tc), func(t *testing.T) {
+			g := tc.window(t)
+			const cg, m = 3, 4
+			kdim, ohw := cg*g.kh*g.kw, g.oh*g.ow
+			wc := newWideConv(&g)
+			xp, col, wide := make([]float32, wc.padded(&g, cg)), make([]float32, kdim*wc.n), make([]float32, m*wc.n)
+			weights, bias := uniform(rng, m*kdim, 2), uniform(rng, m, 1)
+			for i := range weights {
+				weights[i]--
+			}
+			e := epilogue[float32]{bias: bias, act: activation{kind: "Relu"}}
+			for call := 0; call < 2; call++ {
+				x, res := uniform(rng, cg*g.h*g.w, 1), uniform(rng, m*ohw, 1)
+				for i := range res {
+					res[i] -= 0.5
+				}
+				wideCols(&g, &wc, x, cg, xp, col)
+				gemm(false, false, m, wc.n, kdim, weights, kdim, col, wc.n, 0, wide, wc.n)
+				y := make([]float32, m*ohw)
+				finishWide(y, wide, m, g.oh, g.ow, wc.pw, &e, res)
+				for o := 0; o < m; o++ {
+					for oy := 0; oy < g.oh; oy++ {
+						for ox := 0; ox < g.ow; ox++ {
+							want := float64(bias[o])
+							for c := 0; c < cg; c++ {
+								for ky := 0; ky < g.kh; ky++ {
+									for kx := 0; kx < g.kw; kx++ {
+										v, _ := g.at(x[c*g.h*g.w:(c+1)*g.h*g.w], oy, ox, ky, kx)
+										want += float64(weights[o*kdim+(c*g.kh+ky)*g.kw+kx]) * float64(v)
+									}
+								}
+							}
+							i := (o*g.oh+oy)*g.ow + ox
+							want = max(want+float64(res[i]), 0)
+							if got := float64(y[i]); math.Abs(got-want) > 1e-5*(1+math.Abs(want)) {
+								t.Fatalf("call %d: y[%d, %d, %d] = %g, want %g", call, o, oy, ox, got, want)
+							}
+						}
+					}
+				}
+			}
+		})
+	}
+}
