@@ -613,54 +613,89 @@ func (p *planner[T]) pool(node *onnx.Node) error {
 // window was a dependency chain the CPU could not overlap; going down the rows,
 // every column is independent. Go's max is commutative and associative, NaN and
 // signed zeros included, so the order gives what the window's definition gives.
-// A window wholly in the padding gives -Inf.
+// A window wholly in the padding gives -Inf. The loops live in small functions
+// of their own: inlined into one, their counters were spilled to the stack.
 func maxPool[T Float](g *window, in, out, colMax []T) {
 	h, w, ow := g.h, g.w, g.ow
-	kh, kw, sw, dh, dw := g.kh, g.kw, g.sw, g.dh, g.dw
 	colMax = colMax[:w]
+	// Interior outputs [ox0, ox1): windows wholly inside the row.
+	ox0, ox1 := min((g.left+g.sw-1)/g.sw, ow), ow
+	for ox1 > ox0 && (ox1-1)*g.sw-g.left+(g.kw-1)*g.dw >= w {
+		ox1--
+	}
 	for oy := 0; oy < g.oh; oy++ {
 		y0 := oy*g.sh - g.top
-		first := true
-		for ky := 0; ky < kh; ky++ {
-			iy := y0 + ky*dh
-			if iy < 0 || iy >= h {
-				continue
-			}
-			r := in[iy*w : (iy+1)*w]
-			if first {
-				copy(colMax, r)
-				first = false
-				continue
-			}
-			for x, v := range r {
-				colMax[x] = max(colMax[x], v)
+		rows := 0
+		for ky := 0; ky < g.kh; ky++ {
+			if iy := y0 + ky*g.dh; iy >= 0 && iy < h {
+				if rows == 0 {
+					copy(colMax, in[iy*w:(iy+1)*w])
+				} else {
+					maxInto(colMax, in[iy*w:(iy+1)*w])
+				}
+				rows++
 			}
 		}
 		line := out[oy*ow : (oy+1)*ow]
-		if first {
+		if rows == 0 {
 			for ox := range line {
 				line[ox] = T(math.Inf(-1))
 			}
 			continue
 		}
+		if ox0 < ox1 {
+			maxAcross(line[ox0:ox1], colMax[ox0*g.sw-g.left:], g.sw, g.kw, g.dw)
+		}
 		for ox := range line {
-			x0 := ox*sw - g.left
-			m := T(math.Inf(-1))
-			if x0 >= 0 && x0+(kw-1)*dw < w {
-				r := colMax[x0 : x0+(kw-1)*dw+1]
-				m = r[0]
-				for kx := dw; kx < len(r); kx += dw {
-					m = max(m, r[kx])
-				}
-			} else {
-				for kx := 0; kx < kw; kx++ {
-					if ix := x0 + kx*dw; ix >= 0 && ix < w {
-						m = max(m, colMax[ix])
-					}
+			if ox >= ox0 && ox < ox1 {
+				continue
+			}
+			m, x0 := T(math.Inf(-1)), ox*g.sw-g.left
+			for kx := 0; kx < g.kw; kx++ {
+				if ix := x0 + kx*g.dw; ix >= 0 && ix < w {
+					m = max(m, colMax[ix])
 				}
 			}
 			line[ox] = m
 		}
+	}
+}
+
+// maxInto sets acc to the elementwise maximum of acc and r.
+//
+//go:noinline
+func maxInto[T Float](acc, r []T) {
+	r = r[:len(acc)]
+	for x, v := range r {
+		acc[x] = max(acc[x], v)
+	}
+}
+
+// maxAcross sets each line[i] to the maximum of the kw values of c from i*sw,
+// dw apart; every window lies inside c.
+//
+//go:noinline
+func maxAcross[T Float](line, c []T, sw, kw, dw int) {
+	if kw == 2 && dw == 1 {
+		for i := range line {
+			line[i] = max(c[i*sw], c[i*sw+1])
+		}
+		return
+	}
+	if kw == 3 && dw == 1 {
+		for i := range line {
+			x := i * sw
+			line[i] = max(max(c[x], c[x+1]), c[x+2])
+		}
+		return
+	}
+	for i := range line {
+		x := i * sw
+		m := c[x]
+		for kx := 1; kx < kw; kx++ {
+			m = max(m, c[x+kx*dw])
+		}
+		line[i] = m
 	}
 }
 
