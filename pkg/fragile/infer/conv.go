@@ -243,12 +243,16 @@ func (p *planner[T]) conv(i int, node *onnx.Node) error {
 		col = make([]T, kdim*ohw)
 		cols = newColPlan(&g)
 	}
+	var padded []T // one channel's padded plane (depthwise3x3)
+	if depthwise {
+		padded = make([]T, (h+g.top+g.bottom)*(w+g.left+g.right))
+	}
 	p.add(func() {
 		for b := 0; b < n; b++ {
 			xb, yb := src[b*c*h*w:(b+1)*c*h*w], dst[b*m*ohw:(b+1)*m*ohw]
 			switch {
 			case depthwise:
-				depthwiseConv(&g, xb, weights, yb, c)
+				depthwiseConv(&g, xb, weights, yb, c, padded)
 			default:
 				for gi := 0; gi < group; gi++ {
 					xg := xb[gi*cg*h*w : (gi+1)*cg*h*w]
@@ -334,6 +338,12 @@ func (e *epilogue[T]) channel(o int, dst, src, r []T, lines, width, pitch int) {
 			rl := r[l*width : (l+1)*width]
 			for i, v := range s {
 				d[i] = max(v+b+rl[i], 0)
+			}
+		case e.act.kind == "Clip" && r == nil:
+			// MobileNet's ReLU6.
+			lo, hi := T(e.act.min), T(e.act.max)
+			for i, v := range s {
+				d[i] = min(max(v+b, lo), hi)
 			}
 		default:
 			if pitch != width {
@@ -498,14 +508,19 @@ func stridedLine[T Float](dst, src []T, stride int) {
 }
 
 // depthwiseConv convolves each of c channels with its own kernel, accumulating
-// shifted rows of the input into the output (no column matrix).
-func depthwiseConv[T Float](g *window, x, weights, y []T, c int) {
+// shifted rows of the input into the output (no column matrix). 3x3 kernels
+// (MobileNet's) take depthwise3x3, with padded a buffer for one padded plane.
+func depthwiseConv[T Float](g *window, x, weights, y []T, c int, padded []T) {
 	ohw := g.oh * g.ow
 	for ch := 0; ch < c; ch++ {
 		plane := x[ch*g.h*g.w : (ch+1)*g.h*g.w]
 		out := y[ch*ohw : (ch+1)*ohw]
 		clear(out)
 		k := weights[ch*g.kh*g.kw : (ch+1)*g.kh*g.kw]
+		if g.kh == 3 && g.kw == 3 && g.dh == 1 && g.dw == 1 {
+			depthwise3x3(g, plane, (*[9]T)(k), out, padded)
+			continue
+		}
 		for ky := 0; ky < g.kh; ky++ {
 			for kx := 0; kx < g.kw; kx++ {
 				wv := k[ky*g.kw+kx]
@@ -536,6 +551,53 @@ func depthwiseConv[T Float](g *window, x, weights, y []T, c int) {
 				}
 			}
 		}
+	}
+}
+
+// depthwise3x3 convolves one h x w plane with one 3x3 kernel, each output value
+// summed in registers over its nine taps rather than accumulated through the
+// output nine times. A padded window reads the plane copied into padded (ph x pw,
+// its border zero from allocation), so every window lies inside: on MobileNet's
+// small late planes most windows touch the padding. Each value adds its taps row
+// by row from zero, as the general kernel does (the padding's zero products
+// change at most the sign of a zero sum).
+func depthwise3x3[T Float](g *window, plane []T, k *[9]T, out, padded []T) {
+	w, pw := g.w, g.w
+	if g.top|g.left|g.bottom|g.right != 0 {
+		pw = g.w + g.left + g.right
+		for iy := 0; iy < g.h; iy++ {
+			at := (iy+g.top)*pw + g.left
+			copyLine(padded[at:at+w], plane[iy*w:(iy+1)*w])
+		}
+		plane = padded
+	}
+	ow := g.ow
+	for oy := 0; oy < g.oh; oy++ {
+		y0 := oy * g.sh
+		dw3Line(out[oy*ow:(oy+1)*ow], plane[y0*pw:(y0+1)*pw], plane[(y0+1)*pw:(y0+2)*pw], plane[(y0+2)*pw:(y0+3)*pw], k, g.sw)
+	}
+}
+
+// dw3Line computes line[i] over the 3x3 window whose top-left input is
+// r0[i*sw], with r1 and r2 the next two input rows.
+//
+//go:noinline
+func dw3Line[T Float](line, r0, r1, r2 []T, k *[9]T, sw int) {
+	k0, k1, k2, k3, k4, k5, k6, k7, k8 := k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8]
+	for i := range line {
+		x := i * sw
+		a, b, c := r0[x:x+3], r1[x:x+3], r2[x:x+3]
+		var acc T
+		acc += k0 * a[0]
+		acc += k1 * a[1]
+		acc += k2 * a[2]
+		acc += k3 * b[0]
+		acc += k4 * b[1]
+		acc += k5 * b[2]
+		acc += k6 * c[0]
+		acc += k7 * c[1]
+		acc += k8 * c[2]
+		line[i] = acc
 	}
 }
 

@@ -29,6 +29,8 @@ var windowCases = []windowCase{
 	{h: 14, w: 14, kh: 3, kw: 3, sh: 3, sw: 3, dh: 1, dw: 1},
 	{h: 7, w: 7, kh: 3, kw: 3, sh: 2, sw: 2, dh: 1, dw: 1, pads: [4]int64{1, 1, 1, 1}, ceil: true},
 	{h: 4, w: 20, kh: 4, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, pads: [4]int64{3, 1, 0, 1}},
+	{h: 6, w: 5, kh: 3, kw: 3, sh: 2, sw: 2, dh: 1, dw: 1, pads: [4]int64{0, 1, 1, 0}},
+	{h: 3, w: 3, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, pads: [4]int64{2, 2, 2, 2}},
 }
 
 func (c windowCase) window(t *testing.T) window {
@@ -134,8 +136,8 @@ func TestMaxPool(t *testing.T) {
 	}
 }
 
-// TestFinishFused checks that the fused bias + residual + ReLU pass rounds exactly
-// as the three steps one after the other.
+// TestFinishFused checks that the fused bias + residual + ReLU pass, and bias +
+// Clip, round exactly as the steps one after the other.
 func TestFinishFused(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 10))
 	const m, ohw = 5, 37
@@ -161,6 +163,15 @@ func TestFinishFused(t *testing.T) {
 				if want[i] < 0 {
 					want[i] = 0
 				}
+			}
+			clip := slices.Clone(y)
+			for i := range clip {
+				clip[i] = min(max(clip[i]+bias[i/ohw], -0.25), 0.5)
+			}
+			gotClip := slices.Clone(y)
+			finish(gotClip, m, ohw, &epilogue[float32]{bias: bias, act: activation{kind: "Clip", min: -0.25, max: 0.5}}, nil)
+			if !slices.Equal(gotClip, clip) {
+				t.Fatalf("bias + Clip: %v, want %v", gotClip, clip)
 			}
 			if withBias {
 				e.bias = bias
@@ -231,5 +242,87 @@ func TestWideConv(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDepthwise compares the depthwise kernel (3x3 windows take their own path)
+// with the convolution's definition on every geometry, twice on the same buffers.
+func TestDepthwise(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	for _, tc := range windowCases {
+		t.Run(fmt.Sprintf("%+v", tc), func(t *testing.T) {
+			g := tc.window(t)
+			const c = 3
+			padded := make([]float32, (g.h+g.top+g.bottom)*(g.w+g.left+g.right))
+			y := uniform(rng, c*g.oh*g.ow, 1) // overwritten
+			for call := 0; call < 2; call++ {
+				x, weights := uniform(rng, c*g.h*g.w, 2), uniform(rng, c*g.kh*g.kw, 2)
+				for i := range x {
+					x[i]--
+				}
+				depthwiseConv(&g, x, weights, y, c, padded)
+				for ch := 0; ch < c; ch++ {
+					for oy := 0; oy < g.oh; oy++ {
+						for ox := 0; ox < g.ow; ox++ {
+							var want float64
+							for ky := 0; ky < g.kh; ky++ {
+								for kx := 0; kx < g.kw; kx++ {
+									v, _ := g.at(x[ch*g.h*g.w:(ch+1)*g.h*g.w], oy, ox, ky, kx)
+									want += float64(weights[(ch*g.kh+ky)*g.kw+kx]) * float64(v)
+								}
+							}
+							if got := float64(y[(ch*g.oh+oy)*g.ow+ox]); math.Abs(got-want) > 1e-5*(1+math.Abs(want)) {
+								t.Fatalf("call %d: y[%d, %d, %d] = %g, want %g", call, ch, oy, ox, got, want)
+							}
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestClipFusedWithConstantBounds: PyTorch places a Clip's bounds in Constant
+// nodes between the Conv and the Clip (MobileNet's ReLU6). The Clip must still
+// be fused into the Conv (no step of its own) and clip as the ONNX op does.
+func TestClipFusedWithConstantBounds(t *testing.T) {
+	build := func(clip bool) *Program {
+		b := onnx.NewBuilder(rand.New(rand.NewPCG(15, 16)), "test", "x", 1, 2, 6, 6)
+		conv := b.Node("Conv", []string{"x", b.Weight("w", 0, 1, 3, 2, 3, 3), b.Weight("b", 0, 1, 3)}, onnx.AttrInts("pads", 1, 1, 1, 1))
+		if clip {
+			lo, hi := b.FloatConstant(nil, 0), b.FloatConstant(nil, 0.5)
+			b.Node("Clip", []string{conv, lo, hi})
+		}
+		b.Node("GlobalMaxPool", []string{b.Last()})
+		b.Node("Flatten", []string{b.Last()})
+		prog, err := Compile(b.Model(1, 3))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return prog
+	}
+	clipped, plain := build(true), build(false)
+	if got, want := len(clipped.probe.steps), len(plain.probe.steps); got != want {
+		t.Errorf("with the Clip the plan has %d steps, without it %d: the Clip was not fused", got, want)
+	}
+	x := uniform(rand.New(rand.NewPCG(17, 18)), 2*6*6, 4)
+	for i := range x {
+		x[i] -= 2
+	}
+	var logits [2][]float64
+	for k, prog := range []*Program{clipped, plain} {
+		r, err := NewRunner[float32](prog, 1, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if logits[k], err = r.Logits(x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for c, v := range logits[0] {
+		// The maximum of the clipped map is the clipped maximum.
+		if want := min(max(logits[1][c], 0), 0.5); v != want {
+			t.Errorf("channel %d: %g, want %g (unclipped %g)", c, v, want, logits[1][c])
+		}
 	}
 }
