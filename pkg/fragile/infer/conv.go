@@ -579,12 +579,40 @@ func depthwise3x3[T Float](g *window, plane []T, k *[9]T, out, padded []T) {
 }
 
 // dw3Line computes line[i] over the 3x3 window whose top-left input is
-// r0[i*sw], with r1 and r2 the next two input rows.
+// r0[i*sw], with r1 and r2 the next two input rows. Two outputs at a time: each
+// sum is a chain of nine dependent additions, and interleaving two chains lets
+// the CPU overlap their latencies without changing either sum's order.
 //
 //go:noinline
 func dw3Line[T Float](line, r0, r1, r2 []T, k *[9]T, sw int) {
 	k0, k1, k2, k3, k4, k5, k6, k7, k8 := k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8]
-	for i := range line {
+	i := 0
+	for ; i+1 < len(line); i += 2 {
+		x, y := i*sw, (i+1)*sw
+		a, b, c := r0[x:x+3], r1[x:x+3], r2[x:x+3]
+		d, e, f := r0[y:y+3], r1[y:y+3], r2[y:y+3]
+		var p, q T
+		p += k0 * a[0]
+		q += k0 * d[0]
+		p += k1 * a[1]
+		q += k1 * d[1]
+		p += k2 * a[2]
+		q += k2 * d[2]
+		p += k3 * b[0]
+		q += k3 * e[0]
+		p += k4 * b[1]
+		q += k4 * e[1]
+		p += k5 * b[2]
+		q += k5 * e[2]
+		p += k6 * c[0]
+		q += k6 * f[0]
+		p += k7 * c[1]
+		q += k7 * f[1]
+		p += k8 * c[2]
+		q += k8 * f[2]
+		line[i], line[i+1] = p, q
+	}
+	for ; i < len(line); i++ {
 		x := i * sw
 		a, b, c := r0[x:x+3], r1[x:x+3], r2[x:x+3]
 		var acc T
