@@ -240,8 +240,12 @@ func (p *planner[T]) conv(i int, node *onnx.Node) error {
 		return nil
 	}
 	if !pointwise && !depthwise {
-		col = make([]T, kdim*ohw)
 		cols = newColPlan(&g)
+		if cols.rows > 0 { // else every output is the bias: a zero column matrix
+			weights = dropTaps(weights, m, cg, kh*kw, cols)
+			kdim = cg * cols.rows
+		}
+		col = make([]T, kdim*ohw)
 	}
 	var padded []T // one channel's padded plane (depthwise3x3)
 	if depthwise {
@@ -432,39 +436,60 @@ type colPlan struct {
 	spans []colSpan
 	// stride is the input step between a line's values (the window's column stride).
 	stride int
-	// rows is the number of column rows per channel (kh*kw); in and out are one
-	// channel's input (h*w) and column row (oh*ow) sizes.
+	// rows is the number of column rows per channel: the kernel taps (ky*kw+kx)
+	// that read the input for some output, taps; in and out are one channel's
+	// input (h*w) and column row (oh*ow) sizes.
 	rows, in, out int
+	taps          []int
 }
 
 // colSpan copies n input values, stride apart from src, to dst onwards.
 type colSpan struct{ dst, src, n int }
 
 func newColPlan(g *window) *colPlan {
-	pl := &colPlan{stride: g.sw, rows: g.kh * g.kw, in: g.h * g.w, out: g.oh * g.ow}
+	pl := &colPlan{stride: g.sw, in: g.h * g.w, out: g.oh * g.ow}
 	for ky := 0; ky < g.kh; ky++ {
 		offY := ky*g.dh - g.top
 		for kx := 0; kx < g.kw; kx++ {
-			row := ky*g.kw + kx
 			offX := kx * g.dw
 			lo, hi := g.cols(offX)
-			if lo >= hi {
-				continue
-			}
-			for oy := 0; oy < g.oh; oy++ {
+			start := len(pl.spans)
+			for oy := 0; oy < g.oh && lo < hi; oy++ {
 				iy := oy*g.sh + offY
 				if iy < 0 || iy >= g.h {
 					continue
 				}
 				pl.spans = append(pl.spans, colSpan{
-					dst: row*pl.out + oy*g.ow + lo,
+					dst: pl.rows*pl.out + oy*g.ow + lo,
 					src: iy*g.w + lo*g.sw - g.left + offX,
 					n:   hi - lo,
 				})
 			}
+			if len(pl.spans) > start {
+				pl.taps = append(pl.taps, ky*g.kw+kx)
+				pl.rows++
+			}
 		}
 	}
 	return pl
+}
+
+// dropTaps returns the weights (m x cg x kh*kw) of only the taps pl keeps, when
+// some tap reads nothing but padding for every output: the 3x3 convolutions of a
+// 1x1 plane (resnet18's last stage at 32 px) keep one tap in nine, and their
+// matrix-vector products read a ninth of the weights. Each output's sum loses
+// only products with zero.
+func dropTaps[T Float](weights []T, m, cg, taps int, pl *colPlan) []T {
+	if len(pl.taps) == taps {
+		return weights
+	}
+	out := make([]T, 0, m*cg*len(pl.taps))
+	for row := 0; row < m*cg; row++ {
+		for _, t := range pl.taps {
+			out = append(out, weights[row*taps+t])
+		}
+	}
+	return out
 }
 
 // im2col lays one group's input (cg x h x w) out as the (cg*kh*kw) x (oh*ow)

@@ -31,6 +31,9 @@ var windowCases = []windowCase{
 	{h: 4, w: 20, kh: 4, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, pads: [4]int64{3, 1, 0, 1}},
 	{h: 6, w: 5, kh: 3, kw: 3, sh: 2, sw: 2, dh: 1, dw: 1, pads: [4]int64{0, 1, 1, 0}},
 	{h: 3, w: 3, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, pads: [4]int64{2, 2, 2, 2}},
+	// Taps that read only padding: resnet18's last stages at 32 px.
+	{h: 1, w: 1, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, pads: [4]int64{1, 1, 1, 1}},
+	{h: 2, w: 2, kh: 3, kw: 3, sh: 2, sw: 2, dh: 1, dw: 1, pads: [4]int64{1, 1, 1, 1}},
 }
 
 func (c windowCase) window(t *testing.T) window {
@@ -66,8 +69,8 @@ func TestIm2col(t *testing.T) {
 			g := tc.window(t)
 			const cg = 3
 			ohw := g.oh * g.ow
-			col := make([]float32, cg*g.kh*g.kw*ohw)
 			pl := newColPlan(&g)
+			col := make([]float32, cg*pl.rows*ohw)
 			for call := 0; call < 2; call++ {
 				x := uniform(rng, cg*g.h*g.w, 1)
 				for i := range x {
@@ -76,16 +79,29 @@ func TestIm2col(t *testing.T) {
 				im2col(pl, x, cg, col)
 				for c := 0; c < cg; c++ {
 					plane := x[c*g.h*g.w : (c+1)*g.h*g.w]
+					k := 0 // the tap's row among the kept ones
 					for ky := 0; ky < g.kh; ky++ {
 						for kx := 0; kx < g.kw; kx++ {
-							row := (c*g.kh+ky)*g.kw + kx
+							kept := k < len(pl.taps) && pl.taps[k] == ky*g.kw+kx
+							reads := false
 							for oy := 0; oy < g.oh; oy++ {
 								for ox := 0; ox < g.ow; ox++ {
-									want, _ := g.at(plane, oy, ox, ky, kx)
+									want, inside := g.at(plane, oy, ox, ky, kx)
+									reads = reads || inside
+									if !kept {
+										continue
+									}
+									row := c*pl.rows + k
 									if got := col[row*ohw+oy*g.ow+ox]; got != want {
 										t.Fatalf("call %d: col[c %d, ky %d, kx %d][oy %d, ox %d] = %g, want %g", call, c, ky, kx, oy, ox, got, want)
 									}
 								}
+							}
+							if reads != kept {
+								t.Fatalf("tap ky %d, kx %d reads the input: %v; kept: %v", ky, kx, reads, kept)
+							}
+							if kept {
+								k++
 							}
 						}
 					}
@@ -324,5 +340,49 @@ func TestClipFusedWithConstantBounds(t *testing.T) {
 		if want := min(max(logits[1][c], 0), 0.5); v != want {
 			t.Errorf("channel %d: %g, want %g (unclipped %g)", c, v, want, logits[1][c])
 		}
+	}
+}
+
+// TestIm2colConv multiplies the column matrix by the weights of the taps it
+// keeps (dropTaps) and compares the product with the convolution's definition,
+// on every geometry: taps that read only padding must change nothing but the work.
+func TestIm2colConv(t *testing.T) {
+	rng := rand.New(rand.NewPCG(19, 20))
+	for _, tc := range windowCases {
+		t.Run(fmt.Sprintf("%+v", tc), func(t *testing.T) {
+			g := tc.window(t)
+			const cg, m = 3, 5
+			taps, ohw := g.kh*g.kw, g.oh*g.ow
+			pl := newColPlan(&g)
+			if pl.rows == 0 {
+				t.Skip("no tap reads the input")
+			}
+			weights, x := uniform(rng, m*cg*taps, 2), uniform(rng, cg*g.h*g.w, 1)
+			for i := range weights {
+				weights[i]--
+			}
+			kept := dropTaps(weights, m, cg, taps, pl)
+			col, y := make([]float32, cg*pl.rows*ohw), make([]float32, m*ohw)
+			im2col(pl, x, cg, col)
+			gemm(false, false, m, ohw, cg*pl.rows, kept, cg*pl.rows, col, ohw, 0, y, ohw)
+			for o := 0; o < m; o++ {
+				for oy := 0; oy < g.oh; oy++ {
+					for ox := 0; ox < g.ow; ox++ {
+						var want float64
+						for c := 0; c < cg; c++ {
+							for ky := 0; ky < g.kh; ky++ {
+								for kx := 0; kx < g.kw; kx++ {
+									v, _ := g.at(x[c*g.h*g.w:(c+1)*g.h*g.w], oy, ox, ky, kx)
+									want += float64(weights[(o*cg+c)*taps+ky*g.kw+kx]) * float64(v)
+								}
+							}
+						}
+						if got := float64(y[(o*g.oh+oy)*g.ow+ox]); math.Abs(got-want) > 1e-5*(1+math.Abs(want)) {
+							t.Fatalf("y[%d, %d, %d] = %g, want %g", o, oy, ox, got, want)
+						}
+					}
+				}
+			}
+		})
 	}
 }
