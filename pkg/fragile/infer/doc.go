@@ -7,10 +7,12 @@
 // of kernels over buffers allocated once per runner and reused by every run:
 //
 //   - Conv writes each example's output straight into NCHW with one GEMM per group
-//     over a per-example column buffer (none at all for 1x1 stride-1 kernels), and
-//     a direct kernel for depthwise convolutions. A BatchNormalization that follows
-//     is folded into its weights; the bias, a residual Add and the activation that
-//     follow are applied in the same pass over the output.
+//     over a per-example column buffer (none at all for 1x1 stride-1 kernels;
+//     stride-1 kernels compute on the padded input's full width, so each column row
+//     is one copy), and a direct kernel for depthwise convolutions. A
+//     BatchNormalization that follows is folded into its weights; the bias, a
+//     residual Add and the activation that follow are applied in the same pass over
+//     the output.
 //   - Activations, elementwise ops and reshapes work in place when the value has no
 //     other consumer.
 //

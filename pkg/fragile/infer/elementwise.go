@@ -1,6 +1,7 @@
 package infer
 
 import (
+	"fmt"
 	"math"
 	"slices"
 
@@ -35,6 +36,9 @@ func (p *planner[T]) activationOf(node *onnx.Node) (activation, bool) {
 				continue
 			}
 			v, err := p.lookup(node.Inputs[k+1])
+			if err != nil {
+				v, err = p.constantAhead(node.Inputs[k+1])
+			}
 			if err != nil || !v.static || v.isInt || len(v.t.data) != 1 {
 				return act, false
 			}
@@ -46,15 +50,29 @@ func (p *planner[T]) activationOf(node *onnx.Node) (activation, bool) {
 	return act, true
 }
 
+// constantAhead plans now the Constant node that produces name, when the graph
+// places it after the node being planned: PyTorch emits a Clip's bounds as
+// Constant nodes between the Conv and the Clip, and fusing the Clip into the Conv
+// (MobileNet's ReLU6) needs them when the Conv is planned.
+func (p *planner[T]) constantAhead(name string) (*value[T], error) {
+	i, node := p.prog.producer(name)
+	if node == nil || node.OpType != "Constant" || p.skip[i] {
+		return nil, fmt.Errorf("%q is not known yet", name)
+	}
+	if err := p.apply(i, node); err != nil {
+		return nil, err
+	}
+	p.skip[i] = true
+	return p.lookup(name)
+}
+
 // apply applies act to xs in place.
 func applyActivation[T Float](act activation, xs []T) {
 	switch act.kind {
 	case "":
 	case "Relu":
 		for i, x := range xs {
-			if x < 0 {
-				xs[i] = 0
-			}
+			xs[i] = max(x, 0) // branch-free (see finish)
 		}
 	case "LeakyRelu":
 		a := T(act.a)

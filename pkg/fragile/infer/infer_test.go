@@ -148,33 +148,40 @@ func TestPositionIndependent(t *testing.T) {
 	for name, data := range realModels(t) {
 		t.Run(name, func(t *testing.T) {
 			_, prog := compileBytes(t, data)
-			size, classes := prog.InputSize(), prog.Classes
-			rng := rand.New(rand.NewPCG(3, 4))
-			x := uniform(rng, 5*size, 1)
-			alone, err := NewRunner[float32](prog, 1, 1)
+			checkPositionIndependent(t, prog)
+		})
+	}
+}
+
+// checkPositionIndependent runs five examples alone and in batches of five on 1 to
+// 3 threads and requires bitwise equal logits.
+func checkPositionIndependent(t *testing.T, prog *Program) {
+	t.Helper()
+	size, classes := prog.InputSize(), prog.Classes
+	rng := rand.New(rand.NewPCG(3, 4))
+	x := uniform(rng, 5*size, 1)
+	alone, err := NewRunner[float32](prog, 1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, threads := range []int{1, 2, 3} {
+		r, err := NewRunner[float32](prog, 5, threads)
+		if err != nil {
+			t.Fatal(err)
+		}
+		batchLogits, err := r.Logits(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 5; i++ {
+			one, err := alone.Logits(x[i*size : (i+1)*size])
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, threads := range []int{1, 2, 3} {
-				r, err := NewRunner[float32](prog, 5, threads)
-				if err != nil {
-					t.Fatal(err)
-				}
-				batchLogits, err := r.Logits(x)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for i := 0; i < 5; i++ {
-					one, err := alone.Logits(x[i*size : (i+1)*size])
-					if err != nil {
-						t.Fatal(err)
-					}
-					if !slices.Equal(one, batchLogits[i*classes:(i+1)*classes]) {
-						t.Fatalf("%d threads: example %d's logits in the batch %v differ from alone %v", threads, i, batchLogits[i*classes:(i+1)*classes], one)
-					}
-				}
+			if !slices.Equal(one, batchLogits[i*classes:(i+1)*classes]) {
+				t.Fatalf("%d threads: example %d's logits in the batch %v differ from alone %v", threads, i, batchLogits[i*classes:(i+1)*classes], one)
 			}
-		})
+		}
 	}
 }
 

@@ -75,8 +75,13 @@ func (r *Runner[T]) LogitsInto(logits []float64, inputs []float32) error {
 		}()
 		pl := r.plans[w]
 		for i := w; i < r.batch; i += workers {
-			for k, v := range inputs[i*size : (i+1)*size] {
-				pl.input.data[k] = T(v)
+			example := inputs[i*size : (i+1)*size]
+			if in, ok := any(pl.input.data).([]float32); ok {
+				copy(in, example) // a float32 runner: no conversion loop
+			} else {
+				for k, v := range example {
+					pl.input.data[k] = T(v)
+				}
 			}
 			for _, step := range pl.steps {
 				step()

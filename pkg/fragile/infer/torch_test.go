@@ -69,3 +69,16 @@ func maxAbsRow(v []float64, classes, i int) float64 {
 	}
 	return m
 }
+
+// TestPositionIndependentPyTorch extends TestPositionIndependent to the PyTorch
+// fixtures whose kernels the CIFAR models do not reach: depthwise 3x3 and fused
+// ReLU6 (mobilenet_v2), 3x3 taps dropped on 1x1 planes (resnet18 at 32 px).
+func TestPositionIndependentPyTorch(t *testing.T) {
+	dir := torchtest.Dir(t)
+	for _, name := range []string{"resnet18_32_op17", "mobilenet_v2_32_op17"} {
+		t.Run(name, func(t *testing.T) {
+			_, prog := compileBytes(t, torchtest.Load(t, dir, name).Model)
+			checkPositionIndependent(t, prog)
+		})
+	}
+}
