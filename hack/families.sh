@@ -48,6 +48,8 @@ for family in "${families[@]}"; do
       continue 2
     fi
     times+=("$t")
+    # The steps and margins, for the benchmark notes (stderr: the table stays as it is).
+    log "$family round $((r + 1)): $t s wall/CPU; $(grep -m1 '^watermarked' "$work/out" | sed 's/^watermarked [^:]*: //')"
   done
   status=0
   "$fragile" verify -key "$work/key" -bundle "$work/bundle" -model "$model" >"$work/intact" || status=$?
