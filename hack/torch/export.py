@@ -27,7 +27,8 @@ the least way that gives the labels back, still random and seeded:
 squeezenet1_1's last convolution (torchvision draws it with std 0.01, and a ReLU
 follows, so most class scores are exactly 0) is drawn again with the Kaiming-uniform
 init torchvision gives its other convolutions, and its bias is moved by minus the
-mean of its output over 64 seeded uniform [0, 1] images; vgg11_bn's last Linear bias is moved
+mean of its output over 64 seeded uniform [0, 1] images (taken before the in-place
+ReLU that follows it: a hook's output tensor is the one that ReLU overwrites); vgg11_bn's last Linear bias is moved
 by minus the mean logit over 64 seeded uniform [0, 1] images (the pixel range
 fragile assumes by default), so the input-independent part of its features no
 longer picks one winner. The manifest's note says so.
@@ -128,7 +129,8 @@ def revive(family, model, size, seed):
         torch.manual_seed(seed + 3)
         torch.nn.init.kaiming_uniform_(conv.weight)
         seen = []
-        hook = conv.register_forward_hook(lambda m, i, o: seen.append(o))
+        # The ReLU after conv is in place: keep a copy of the output before it runs.
+        hook = conv.register_forward_hook(lambda m, i, o: seen.append(o.clone()))
         with torch.no_grad():
             model(images)
             hook.remove()
