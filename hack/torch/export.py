@@ -12,13 +12,23 @@ cumulative average, momentum=None), so activations keep a sensible scale through
 deep networks instead of the untouched mean 0 / variance 1. The model is then put in
 eval mode and exported.
 
+Those batches are standard normal noise, except for the families of
+PIXEL_CALIBRATED, calibrated on uniform [0, 1] images (the pixel range fragile
+assumes by default). densenet121 needs it: calibrated on N(0, 1) noise, every
+dense layer's first BatchNorm re-normalises the stem's channels with means far
+above what images of [0, 1] give there, so for low-contrast images (the
+generator's first triggers) every ReLU of every dense layer and transition is off
+and the logits are exactly constant, in PyTorch as in fragile: no gradient can
+train a trigger generator from there.
+
 Two families' random initialisations are degenerate classifiers that label every
 input alike, so no key of several labels can be carried; revive() changes them in
 the least way that gives the labels back, still random and seeded:
 squeezenet1_1's last convolution (torchvision draws it with std 0.01, and a ReLU
 follows, so most class scores are exactly 0) is drawn again with the Kaiming-uniform
 init torchvision gives its other convolutions, and its bias is moved by minus the
-mean of its output over 64 seeded uniform [0, 1] images; vgg11_bn's last Linear bias is moved
+mean of its output over 64 seeded uniform [0, 1] images (taken before the in-place
+ReLU that follows it: a hook's output tensor is the one that ReLU overwrites); vgg11_bn's last Linear bias is moved
 by minus the mean logit over 64 seeded uniform [0, 1] images (the pixel range
 fragile assumes by default), so the input-independent part of its features no
 longer picks one winner. The manifest's note says so.
@@ -67,6 +77,9 @@ EXAMPLES = 4
 # Seeded random batches that set the BatchNorm running statistics.
 CALIBRATION_BATCHES = 4
 CALIBRATION_BATCH_SIZE = 8
+# Families whose calibration batches are uniform [0, 1] images, not N(0, 1) noise
+# (see the module doc).
+PIXEL_CALIBRATED = {"densenet121"}
 
 
 def fixtures():
@@ -95,7 +108,9 @@ def build(family, size, classes, seed):
         model.avgpool = torch.nn.Identity()
         model.classifier[0] = torch.nn.Linear(512, 4096)
         note = "CIFAR adaptation: avgpool=Identity, classifier[0]=Linear(512,4096)"
-    calibrate(model, size, seed)
+    calibrate(model, size, seed, pixels=family in PIXEL_CALIBRATED)
+    if family in PIXEL_CALIBRATED:
+        note = "; ".join(filter(None, [note, "BatchNorm statistics from uniform [0,1] images, not N(0,1) noise"]))
     model.eval()
     revived = revive(family, model, size, seed)
     if revived:
@@ -114,7 +129,8 @@ def revive(family, model, size, seed):
         torch.manual_seed(seed + 3)
         torch.nn.init.kaiming_uniform_(conv.weight)
         seen = []
-        hook = conv.register_forward_hook(lambda m, i, o: seen.append(o))
+        # The ReLU after conv is in place: keep a copy of the output before it runs.
+        hook = conv.register_forward_hook(lambda m, i, o: seen.append(o.clone()))
         with torch.no_grad():
             model(images)
             hook.remove()
@@ -127,8 +143,9 @@ def revive(family, model, size, seed):
     return ""
 
 
-def calibrate(model, size, seed):
-    """Give every BatchNorm layer the running statistics of seeded random batches."""
+def calibrate(model, size, seed, pixels=False):
+    """Give every BatchNorm layer the running statistics of seeded random batches:
+    uniform [0, 1] images with pixels, else standard normal noise."""
     bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     if not bns:
         return
@@ -139,7 +156,8 @@ def calibrate(model, size, seed):
     model.train()
     with torch.no_grad():
         for _ in range(CALIBRATION_BATCHES):
-            model(torch.randn(CALIBRATION_BATCH_SIZE, 3, size, size, generator=g))
+            shape = (CALIBRATION_BATCH_SIZE, 3, size, size)
+            model(torch.rand(*shape, generator=g) if pixels else torch.randn(*shape, generator=g))
 
 
 def write_f32(path, tensor):

@@ -62,6 +62,26 @@ func TestTorchFamiliesWatermark(t *testing.T) {
 	}
 }
 
+// TestTorchFamiliesFirstStep runs the first training step of every family (10
+// triggers, one step): the step budget ends it, but it must not find the model's
+// output independent of the generator's first triggers (ErrInsensitive), as
+// densenet121's was with BatchNorm statistics of N(0, 1) noise.
+func TestTorchFamiliesFirstStep(t *testing.T) {
+	if testing.Short() {
+		t.Skip("one training step of each of nine real architectures")
+	}
+	dir := torchtest.Dir(t)
+	for i, family := range torchtest.Families {
+		t.Run(family, func(t *testing.T) {
+			f := torchtest.Load(t, dir, family+"_32_op13")
+			_, err := fragile.Watermark(context.Background(), f.Model, testKey(t, byte(40+i)), fragile.WatermarkOptions{Triggers: torchTriggers, MaxSteps: 1})
+			if errors.Is(err, fragile.ErrInsensitive) || err != nil && !errors.Is(err, fragile.ErrNotConverged) {
+				t.Fatalf("first step: %v", err)
+			}
+		})
+	}
+}
+
 // constantLabel reports whether the model gives one label to every one of 64
 // seeded uniform inputs in [0, 1], and which: a classifier that no input moves to
 // another class cannot be watermarked with a key of several labels.

@@ -429,6 +429,18 @@ func trainGenerator(ctx context.Context, m *target, key Key, opts WatermarkOptio
 				return &madeTriggers{triggers: triggers, labels: labels, logits: check, steps: step, loss: lossNow}, nil
 			}
 		}
+		if step == 1 {
+			// Adam's moments start at zero: a first step with no gradient leaves the
+			// generator as it is, and every later step repeats it exactly.
+			zero, err := zeroGradients(gen.learnables())
+			if err != nil {
+				return nil, err
+			}
+			if zero {
+				return nil, fmt.Errorf("%w: the loss has no gradient at the generator's first %d triggers (pixel values around the middle of [%g, %g]), so training cannot move them; check the input range and the normalisation (--input-range, --input-mean, --input-std) against what the model was trained on",
+					ErrInsensitive, n, opts.InputMin, opts.InputMax)
+			}
+		}
 		if err := solver.Step(G.NodesToValueGrads(gen.learnables())); err != nil {
 			return nil, fmt.Errorf("training step %d: %w", step, err)
 		}
@@ -561,6 +573,30 @@ func refineToBoundary(ctx context.Context, m *target, triggers []float32, labels
 
 // ErrNotConverged is returned when training ends without a 100% key match.
 var ErrNotConverged = errors.New("watermarking did not converge")
+
+// ErrInsensitive is returned when the model's logits do not depend on the
+// generator's first triggers at all: every generator gradient is exactly zero, as
+// for densenet121 with BatchNorm statistics of N(0, 1) noise on mid-grey images of
+// [0, 1], where every ReLU after the stem is off (BENCHMARKS.md, issue 9). No step
+// can move such a generator, so training stops at once instead of running out its
+// step budget with a loss that never changes.
+var ErrInsensitive = errors.New("the model's output does not depend on the triggers")
+
+// zeroGradients reports whether every gradient of the nodes is exactly zero.
+func zeroGradients(nodes G.Nodes) (bool, error) {
+	for _, n := range nodes {
+		g, err := n.Grad()
+		if err != nil {
+			return false, fmt.Errorf("gradient of %s: %w", n.Name(), err)
+		}
+		for _, v := range g.Data().([]float32) {
+			if v != 0 {
+				return false, nil
+			}
+		}
+	}
+	return true, nil
+}
 
 // LoadNetwork decodes and compiles an ONNX model, turning any panic from the
 // decoding or graph libraries into an error.

@@ -486,6 +486,46 @@ func TestWatermarkOptionErrors(t *testing.T) {
 	})
 }
 
+// TestWatermarkInsensitiveModel reproduces densenet121's flat loss (BENCHMARKS.md,
+// issue 9) in a small graph: a BatchNormalization whose running mean lies above
+// every value an input of [0, 1] can take, then a Relu, so every unit is off and
+// the logits are the classifier's bias whatever the trigger, as densenet121's with
+// BatchNorm statistics of N(0, 1) noise were on mid-grey images. Watermark must say
+// so at its first step instead of running out its step budget at an unchanging
+// loss; the same model with the running mean at the bottom of the range (every
+// unit on) must train.
+func TestWatermarkInsensitiveModel(t *testing.T) {
+	model := func(mean float32) []byte {
+		b := onnxtest.NewBuilder(rand.New(rand.NewPCG(65, 66)), "image", -1, 3, 4, 4)
+		scale := b.Const("bn.weight", []float32{1, 1, 1}, 3)
+		shift := b.Const("bn.bias", []float32{0, 0, 0}, 3)
+		means := b.Const("bn.running_mean", []float32{mean, mean, mean}, 3)
+		variance := b.Const("bn.running_var", []float32{1, 1, 1}, 3)
+		h := b.Node("BatchNormalization", []string{b.Last(), scale, shift, means, variance})
+		h = b.Node("Relu", []string{h})
+		h = b.Node("Flatten", []string{h}, onnxtest.AttrInt("axis", 1))
+		w := b.Weight("fc.weight", 0, 0.5, 48, 4)
+		c := b.Weight("fc.bias", 0, 0.5, 4)
+		b.Node("Gemm", []string{h, w, c})
+		return onnx.Encode(b.Model(-1, 4))
+	}
+	k := testKey(t, 105)
+	watermark := func(mean float32) (steps int, err error) {
+		opts := fragile.WatermarkOptions{Triggers: 10, Progress: func(fragile.Progress) { steps++ }}
+		_, err = fragile.Watermark(context.Background(), model(mean), k, opts)
+		return steps, err
+	}
+	steps, err := watermark(2)
+	if !errors.Is(err, fragile.ErrInsensitive) || steps != 1 {
+		t.Errorf("running mean 2: %v after %d steps, want ErrInsensitive after 1", err, steps)
+	}
+	if steps, err := watermark(0); err != nil {
+		t.Errorf("running mean 0: %v after %d steps", err, steps)
+	} else {
+		t.Logf("running mean 0: watermarked after %d steps", steps)
+	}
+}
+
 // TestWatermarkStopsWhenCancelled checks that each long phase of Watermark returns
 // context.Canceled promptly once its context is cancelled: training (cancelled at
 // its second step) and the refinements (cancelled at the step that labels every
