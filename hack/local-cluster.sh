@@ -63,7 +63,8 @@ alive() {
 
 launch() { # launch NAME COMMAND...: in the background, output to DIR/NAME.log, pid to DIR/NAME.pid
   local name=$1; shift
-  "$@" < /dev/null >> "$DIR/$name.log" 2>&1 &
+  # 9>&-: the servers must not inherit the start lock (cmd_start), or it would outlive the start.
+  "$@" < /dev/null >> "$DIR/$name.log" 2>&1 9>&- &
   echo $! > "$DIR/$name.pid"
 }
 
@@ -235,6 +236,11 @@ cmd_start() {
   KUBECTL=$(kubectl_bin)
   echo "$KUBECTL" > "$DIR/kubectl.path"
 
+  # Two starts at once (go test runs test/e2e and test/localnode side by side) would both
+  # find 6443 free before either server binds it: choosing the ports and starting the
+  # servers that bind them is one critical section on the machine.
+  exec 9> "${TMPDIR:-/tmp}/fragile-local-cluster.start.lock"
+  flock -w 600 9 || die "another local cluster has been starting for 10 minutes (lock ${TMPDIR:-/tmp}/fragile-local-cluster.start.lock)"
   pick_port APISERVER_PORT LOCAL_CLUSTER_APISERVER_PORT 6443
   pick_port ETCD_PORT LOCAL_CLUSTER_ETCD_PORT 2379
   pick_port ETCD_PEER_PORT LOCAL_CLUSTER_ETCD_PEER_PORT 2380
@@ -333,6 +339,7 @@ EOF
     --bind-address 127.0.0.1 --secure-port "$CONTROLLER_MANAGER_PORT" \
     --cert-dir "$pki/controller-manager"
   wait_ready controller-manager kcm_ready
+  exec 9>&- # every chosen port is bound now: the next start may choose
 
   if [[ "${LOCAL_CLUSTER_NODE:-1}" != 0 ]]; then
     local args=(--kubeconfig "$DIR/kubeconfig" --node-name "$NODE_NAME" --root-dir "$DIR/node"
