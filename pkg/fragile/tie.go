@@ -2,12 +2,9 @@ package fragile
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"slices"
-
-	"gonum.org/v1/gonum/mat"
 
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/nn"
 )
@@ -24,9 +21,9 @@ import (
 //	z_label(x) - z_j(x) = m   for each of the trigger's k competitors j,
 //
 // m the target margin, from each trigger's current point: the minimum-norm solution
-// dx of A dx = -b, A the k x D Jacobian of z_j - z_label and b the residuals, which
-// gonum finds from the LQ factorisation of the wide A itself (forming A A^T would
-// square its condition number). A trigger's competitors are its k strongest
+// dx of A dx = -b, A the k x D Jacobian of z_j - z_label and b the residuals, found
+// from the LQ factorisation of the wide A itself (forming A A^T would square its
+// condition number; minNormSolve). A trigger's competitors are its k strongest
 // runner-up classes at the current point (all C-1 when k is 0 or at least C-1), so
 // the cost of an iteration is k input-gradient passes, whatever the number of classes.
 //
@@ -439,7 +436,9 @@ func (b *tieBatch) keyGradient(jac *nn.InputGradient, norm normalizer, labels []
 // newtonStep moves trigger i by the minimum-norm step that solves the linearised
 // equations z_label - z_j = margin over its competitors j (and z_label = anchor
 // when level, the key logits' gradients, is given), over the coordinates not at a
-// bound of the pixel range, and clips the result to the range.
+// bound of the pixel range, and clips the result to the range. The system is solved
+// over the free coordinates alone: the minimum-norm solution gives a coordinate whose
+// column is zero nothing, so leaving the held ones out changes no step.
 func (b *tieBatch) newtonStep(i int, grads [][]float64, level []float64, z []float64, label int, margin float64, opts tieOptions) {
 	xi := b.row(i)
 	k := len(grads)
@@ -447,19 +446,23 @@ func (b *tieBatch) newtonStep(i int, grads [][]float64, level []float64, z []flo
 	if level != nil {
 		rows++
 	}
-	free := make([]bool, b.size)
+	free := make([]int, 0, b.size)
 	for c, v := range xi {
-		free[c] = float64(v) > opts.inputMin && float64(v) < opts.inputMax
-	}
-	a := mat.NewDense(rows, b.size, nil)
-	rhs := mat.NewVecDense(rows, nil)
-	setRow := func(p int, g []float64, residual float64) {
-		for c := range b.size {
-			if free[c] {
-				a.Set(p, c, g[c])
-			}
+		if float64(v) > opts.inputMin && float64(v) < opts.inputMax {
+			free = append(free, c)
 		}
-		rhs.SetVec(p, residual)
+	}
+	if len(free) < rows {
+		return // fewer free coordinates than equations: no unique step
+	}
+	a := make([]float64, rows*len(free))
+	rhs := make([]float64, rows)
+	setRow := func(p int, g []float64, residual float64) {
+		dst := a[p*len(free) : (p+1)*len(free)]
+		for f, c := range free {
+			dst[f] = g[c]
+		}
+		rhs[p] = residual
 	}
 	for p := 0; p < k; p++ {
 		setRow(p, grads[p][i*b.size:(i+1)*b.size], z[b.competitors[i][p]]-z[label]+margin)
@@ -467,17 +470,14 @@ func (b *tieBatch) newtonStep(i int, grads [][]float64, level []float64, z []flo
 	if level != nil {
 		setRow(k, level[i*b.size:(i+1)*b.size], z[label]-opts.anchor)
 	}
-	var dx mat.VecDense
-	if err := dx.SolveVec(a, rhs); err != nil {
-		var cond mat.Condition
-		if !errors.As(err, &cond) || math.IsInf(float64(cond), 1) {
-			return // singular: no step this iteration
-		}
-		// Ill-conditioned (two competitors' gradients nearly coincide): the step is
-		// still the minimum-norm one; the margin check rejects it if it overshoots.
+	// Ill-conditioned systems (two competitors' gradients nearly coincide) still get
+	// the minimum-norm step; the margin check rejects it if it overshoots.
+	dx, ok := minNormSolve(a, rows, len(free), rhs)
+	if !ok {
+		return // singular: no step this iteration
 	}
-	for c := range b.size {
-		v := float64(xi[c]) - dx.AtVec(c)
+	for f, c := range free {
+		v := float64(xi[c]) - dx[f]
 		xi[c] = float32(math.Min(opts.inputMax, math.Max(opts.inputMin, v)))
 	}
 }
