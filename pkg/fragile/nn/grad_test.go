@@ -488,3 +488,50 @@ func TestRunnersAreFreed(t *testing.T) {
 		t.Error("a dropped InputGradient is still reachable after garbage collection")
 	}
 }
+
+// TestInputGradientShards checks the promise InputGradient's sharding rests on: an
+// example's gradient is bitwise the same whether the batch runs as one graph or is
+// split over several (uneven shards included), on mnist-7 and the small conv net.
+func TestInputGradientShards(t *testing.T) {
+	r := rand.New(rand.NewPCG(43, 44))
+	conv, err := nn.Compile(onnxtest.ConvNet(r))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, mnist := mnist7(t)
+	for name, net := range map[string]*nn.Network{"conv": conv, "mnist-7": mnist} {
+		t.Run(name, func(t *testing.T) {
+			const batch = 7
+			size, classes := net.InputSize(), net.Classes
+			inputs := make([]float32, batch*size)
+			for i := range inputs {
+				inputs[i] = float32(r.Float64())
+			}
+			weights := make([]float32, batch*classes)
+			for i := range weights {
+				weights[i] = float32(r.NormFloat64())
+			}
+			var want []float64
+			for _, shards := range []int{1, 2, 3, 7, 20} {
+				ig, err := nn.NewInputGradientShards(net, batch, shards)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := ig.Gradient(inputs, weights)
+				ig.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want == nil {
+					want = got
+					continue
+				}
+				for i := range got {
+					if got[i] != want[i] {
+						t.Fatalf("%d shards: value %d (example %d) is %v, one graph gives %v", shards, i, i/size, got[i], want[i])
+					}
+				}
+			}
+		})
+	}
+}

@@ -1,7 +1,10 @@
 package nn
 
 import (
+	"errors"
 	"fmt"
+	"runtime"
+	"sync"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -154,21 +157,53 @@ func TopTwo(logits []float64, classes int) (labels []int, margins []float64) {
 }
 
 // InputGradient evaluates gradients of weighted sums of logits with respect to the
-// inputs, for fixed-size batches, reusing one compiled graph and tape machine.
+// inputs, for fixed-size batches, reusing compiled graphs and tape machines.
+//
+// The batch is split into shards of consecutive examples, one graph and machine
+// each, run concurrently: a tape machine computes on one core, and the tie
+// refinement's input-gradient passes are most of a watermark's time. Examples do not
+// interact and every shard computes an example with the same kernels, so a gradient
+// does not depend on the number of shards (TestInputGradientShards).
 type InputGradient struct {
 	net    *Network
 	batch  int
-	x      *G.Node
-	weight *G.Node
-	grad   *G.Value // see valueSlot
-	vm     G.VM
+	shards []*gradientShard
 }
 
-// NewInputGradient compiles net, in float32, for batches of exactly batch examples.
+// gradientShard is one machine's share of an InputGradient's batch.
+type gradientShard struct {
+	first, batch int // examples first .. first+batch-1
+	x            *G.Node
+	weight       *G.Node
+	grad         *G.Value // see valueSlot
+	vm           G.VM
+}
+
+// NewInputGradient compiles net, in float32, for batches of exactly batch examples,
+// in min(GOMAXPROCS, batch) shards.
 func NewInputGradient(net *Network, batch int) (*InputGradient, error) {
+	return newInputGradient(net, batch, runtime.GOMAXPROCS(0))
+}
+
+func newInputGradient(net *Network, batch, shards int) (*InputGradient, error) {
 	if batch < 1 {
 		return nil, fmt.Errorf("batch size %d: must be positive", batch)
 	}
+	shards = max(1, min(shards, batch))
+	ig := &InputGradient{net: net, batch: batch}
+	for s := range shards {
+		first, last := s*batch/shards, (s+1)*batch/shards
+		shard, err := newGradientShard(net, first, last-first)
+		if err != nil {
+			ig.Close()
+			return nil, err
+		}
+		ig.shards = append(ig.shards, shard)
+	}
+	return ig, nil
+}
+
+func newGradientShard(net *Network, first, batch int) (*gradientShard, error) {
 	g := G.NewGraph()
 	x := net.NewInput(g, tensor.Float32, batch)
 	built, err := net.Build(g, x)
@@ -188,28 +223,58 @@ func NewInputGradient(net *Network, batch int) (*InputGradient, error) {
 	if err != nil {
 		return nil, fmt.Errorf("differentiating the logits: %w", err)
 	}
-	ig := &InputGradient{net: net, batch: batch, x: x, weight: weight, grad: valueSlot()}
-	G.Read(grads[0], ig.grad)
-	ig.vm = G.NewTapeMachine(g)
-	return ig, nil
+	sh := &gradientShard{first: first, batch: batch, x: x, weight: weight, grad: valueSlot()}
+	G.Read(grads[0], sh.grad)
+	sh.vm = G.NewTapeMachine(g)
+	return sh, nil
 }
 
 // Gradient returns d/dx of sum_i sum_c weights[i*classes+c] * logit_ic at the given
 // inputs (batch examples back to back), laid out as the inputs are. Each example's
 // block is the gradient of its own weighted logits: examples do not interact.
-func (ig *InputGradient) Gradient(inputs []float32, weights []float32) (grad []float64, err error) {
-	size := ig.net.InputSize()
-	if len(inputs) != ig.batch*size || len(weights) != ig.batch*ig.net.Classes {
-		return nil, fmt.Errorf("gradient: %d inputs and %d weights given, want %d and %d", len(inputs), len(weights), ig.batch*size, ig.batch*ig.net.Classes)
+func (ig *InputGradient) Gradient(inputs []float32, weights []float32) ([]float64, error) {
+	size, classes := ig.net.InputSize(), ig.net.Classes
+	if len(inputs) != ig.batch*size || len(weights) != ig.batch*classes {
+		return nil, fmt.Errorf("gradient: %d inputs and %d weights given, want %d and %d", len(inputs), len(weights), ig.batch*size, ig.batch*classes)
 	}
-	err = runOnce(ig.vm, "gradient",
-		binding{ig.x, tensor.New(tensor.WithShape(ig.net.batchShape(ig.batch)...), tensor.WithBacking(append([]float32(nil), inputs...)))},
-		binding{ig.weight, tensor.New(tensor.WithShape(ig.batch, ig.net.Classes), tensor.WithBacking(append([]float32(nil), weights...)))})
-	if err != nil {
+	grad := make([]float64, len(inputs))
+	errs := make([]error, len(ig.shards))
+	var wg sync.WaitGroup
+	for s, sh := range ig.shards {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lo, hi := sh.first, sh.first+sh.batch
+			errs[s] = sh.gradient(ig.net, grad[lo*size:hi*size], inputs[lo*size:hi*size], weights[lo*classes:hi*classes])
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return ToFloat64(*ig.grad)
+	return grad, nil
 }
 
-// Close releases the machine's buffers.
-func (ig *InputGradient) Close() { ig.vm.Close() }
+// gradient computes the shard's examples' gradients into dst.
+func (sh *gradientShard) gradient(net *Network, dst []float64, inputs, weights []float32) error {
+	err := runOnce(sh.vm, "gradient",
+		binding{sh.x, tensor.New(tensor.WithShape(net.batchShape(sh.batch)...), tensor.WithBacking(append([]float32(nil), inputs...)))},
+		binding{sh.weight, tensor.New(tensor.WithShape(sh.batch, net.Classes), tensor.WithBacking(append([]float32(nil), weights...)))})
+	if err != nil {
+		return err
+	}
+	g, err := ToFloat64(*sh.grad)
+	if err != nil {
+		return err
+	}
+	copy(dst, g)
+	return nil
+}
+
+// Close releases the machines' buffers.
+func (ig *InputGradient) Close() {
+	for _, sh := range ig.shards {
+		sh.vm.Close()
+	}
+	ig.shards = nil
+}
