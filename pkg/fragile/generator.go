@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -24,15 +25,30 @@ type generator struct {
 	w1, b1, w2, b2 *G.Node
 }
 
-// newGenerator creates the generator's weights in g from a key-derived source.
-// gorgonia's own initialisers draw from a global source, so they are not used.
-func newGenerator(g *G.ExprGraph, r *rand.Rand, outputs int) *generator {
-	// He initialisation for the ReLU layer, Glorot for the sigmoid output layer.
+// generatorWeights are the generator's parameter values, in learnables' order: w1, b1,
+// w2, b2, each row-major.
+type generatorWeights [4][]float32
+
+// drawGenerator draws the generator's initial weights from a key-derived source:
+// He initialisation for the ReLU layer, Glorot for the sigmoid output layer, zero
+// biases. gorgonia's own initialisers draw from a global source, so they are not used.
+func drawGenerator(r *rand.Rand, outputs int) generatorWeights {
+	return generatorWeights{
+		gaussian(r, noiseDim*generatorDim, math.Sqrt(2.0/noiseDim)),
+		make([]float32, generatorDim),
+		gaussian(r, generatorDim*outputs, math.Sqrt(2.0/float64(generatorDim+outputs))),
+		make([]float32, outputs),
+	}
+}
+
+// newGenerator creates in g a generator holding copies of w.
+func newGenerator(g *G.ExprGraph, w generatorWeights) *generator {
+	outputs := len(w[3])
 	return &generator{
-		w1: param(g, "gen_w1", gaussian(r, noiseDim*generatorDim, math.Sqrt(2.0/noiseDim)), noiseDim, generatorDim),
-		b1: param(g, "gen_b1", make([]float32, generatorDim), 1, generatorDim),
-		w2: param(g, "gen_w2", gaussian(r, generatorDim*outputs, math.Sqrt(2.0/float64(generatorDim+outputs))), generatorDim, outputs),
-		b2: param(g, "gen_b2", make([]float32, outputs), 1, outputs),
+		w1: param(g, "gen_w1", slices.Clone(w[0]), noiseDim, generatorDim),
+		b1: param(g, "gen_b1", slices.Clone(w[1]), 1, generatorDim),
+		w2: param(g, "gen_w2", slices.Clone(w[2]), generatorDim, outputs),
+		b2: param(g, "gen_b2", slices.Clone(w[3]), 1, outputs),
 	}
 }
 

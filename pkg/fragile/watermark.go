@@ -8,9 +8,6 @@ import (
 	"math"
 	"slices"
 
-	G "gorgonia.org/gorgonia"
-	"gorgonia.org/tensor"
-
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/nn"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/onnx"
 )
@@ -339,115 +336,6 @@ type madeTriggers struct {
 	loss     float64
 }
 
-// trainGenerator trains the keyed generator with the paper's loss until every
-// trigger gets its key label, confirmed on the verification path.
-func trainGenerator(ctx context.Context, m *target, key Key, opts WatermarkOptions) (*madeTriggers, error) {
-	net := m.net
-	n, size := opts.Triggers, net.InputSize()
-	labels := key.KeyLabels(n, net.Classes)
-
-	g := G.NewGraph()
-	gen := newGenerator(g, key.rng("generator"), size)
-	noise := gaussian(key.rng("noise"), n*noiseDim, 1)
-	z := G.NewMatrix(g, tensor.Float32, G.WithShape(n, noiseDim), G.WithName("noise"),
-		G.WithValue(tensor.New(tensor.WithShape(n, noiseDim), tensor.WithBacking(noise))))
-	pixels, err := gen.forward(z, opts.InputMin, opts.InputMax)
-	if err != nil {
-		return nil, err
-	}
-	x, err := normalizeNode(pixels, m.norm, net.InputShape)
-	if err != nil {
-		return nil, err
-	}
-	built, err := net.Build(g, x)
-	if err != nil {
-		return nil, err
-	}
-	loss, err := paperLoss(built.Logits, labels, net.Classes, opts.Lambda)
-	if err != nil {
-		return nil, fmt.Errorf("building the loss: %w", err)
-	}
-	diverse := opts.Diversity > 0 && n > 1
-	if diverse {
-		penalty, err := diversityLoss(pixels, opts.InputMin, opts.InputMax, opts.Diversity)
-		if err != nil {
-			return nil, fmt.Errorf("building the loss: %w", err)
-		}
-		if loss, err = G.Add(loss, penalty); err != nil {
-			return nil, fmt.Errorf("building the loss: %w", err)
-		}
-	}
-	if _, err := G.Grad(loss, gen.learnables()...); err != nil {
-		return nil, fmt.Errorf("differentiating the loss: %w", err)
-	}
-	// The tape machine reuses buffers: read what we need through Read.
-	var triggersVal, logitsVal, lossVal G.Value
-	G.Read(pixels, &triggersVal)
-	G.Read(built.Logits, &logitsVal)
-	G.Read(loss, &lossVal)
-	vm := G.NewTapeMachine(g, G.BindDualValues(gen.learnables()...))
-	defer vm.Close()
-	solver := G.NewAdamSolver(G.WithLearnRate(opts.LearningRate), G.WithBeta1(0.5), G.WithBeta2(0.999))
-
-	firstMatch := 0 // the first step at which every trigger had its key label
-	for step := 1; step <= opts.MaxSteps; step++ {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		vm.Reset()
-		if err := vm.RunAll(); err != nil {
-			return nil, fmt.Errorf("training step %d: %w", step, err)
-		}
-		logits, err := nn.ToFloat64(logitsVal)
-		if err != nil {
-			return nil, err
-		}
-		matched := countMatches(logits, labels, net.Classes, opts.MarginFloor)
-		lossNow := float64(lossVal.Data().(float32))
-		if opts.Progress != nil {
-			opts.Progress(Progress{Step: step, MaxSteps: opts.MaxSteps, Loss: lossNow, KeyMatch: float64(matched) / float64(n)})
-		}
-		if matched == n && diverse && step < opts.MaxSteps {
-			// With the duplicate penalty, labelling every trigger is not enough: go on
-			// until the typical pair is a kernel width apart, for at most
-			// diversitySteps steps after the first full match.
-			if firstMatch == 0 {
-				firstMatch = step
-			}
-			if _, spread := pairwiseDistances(triggersVal.Data().([]float32), size, opts.InputMax-opts.InputMin); spread < diversityWidth && step < firstMatch+diversitySteps {
-				matched = -1
-			}
-		}
-		if matched == n {
-			// Confirm on the inference path Verify uses before stopping.
-			triggers := append([]float32(nil), triggersVal.Data().([]float32)...)
-			check, err := m.logits32(triggers)
-			if err != nil {
-				return nil, err
-			}
-			if countMatches(check, labels, net.Classes, opts.MarginFloor) == n {
-				return &madeTriggers{triggers: triggers, labels: labels, logits: check, steps: step, loss: lossNow}, nil
-			}
-		}
-		if step == 1 {
-			// Adam's moments start at zero: a first step with no gradient leaves the
-			// generator as it is, and every later step repeats it exactly.
-			zero, err := zeroGradients(gen.learnables())
-			if err != nil {
-				return nil, err
-			}
-			if zero {
-				return nil, fmt.Errorf("%w: the loss has no gradient at the generator's first %d triggers (pixel values around the middle of [%g, %g]), so training cannot move them; check the input range and the normalisation (--input-range, --input-mean, --input-std) against what the model was trained on",
-					ErrInsensitive, n, opts.InputMin, opts.InputMax)
-			}
-		}
-		if err := solver.Step(G.NodesToValueGrads(gen.learnables())); err != nil {
-			return nil, fmt.Errorf("training step %d: %w", step, err)
-		}
-	}
-	return nil, fmt.Errorf("%w: %d steps did not label every trigger as the key says; raise --max-steps or lower --lambda", ErrNotConverged, opts.MaxSteps)
-}
-
 // pickNatural draws opts.Triggers images from opts.Natural in a key-derived order,
 // skipping any the model labels with less than the margin floor; the key labels are
 // the model's own labels.
@@ -582,22 +470,6 @@ var ErrNotConverged = errors.New("watermarking did not converge")
 // step budget with a loss that never changes.
 var ErrInsensitive = errors.New("the model's output does not depend on the triggers")
 
-// zeroGradients reports whether every gradient of the nodes is exactly zero.
-func zeroGradients(nodes G.Nodes) (bool, error) {
-	for _, n := range nodes {
-		g, err := n.Grad()
-		if err != nil {
-			return false, fmt.Errorf("gradient of %s: %w", n.Name(), err)
-		}
-		for _, v := range g.Data().([]float32) {
-			if v != 0 {
-				return false, nil
-			}
-		}
-	}
-	return true, nil
-}
-
 // LoadNetwork decodes and compiles an ONNX model, turning any panic from the
 // decoding or graph libraries into an error.
 func LoadNetwork(model []byte) (net *nn.Network, err error) {
@@ -611,56 +483,6 @@ func LoadNetwork(model []byte) (net *nn.Network, err error) {
 		return nil, err
 	}
 	return nn.Compile(m)
-}
-
-// paperLoss builds mean_i CE(logits_i, t_i) + lambda * var(P), the variance taken over
-// all N*C entries of the softmax matrix P with the unbiased (N*C - 1) denominator, as
-// torch.var computes it in the authors' code.
-func paperLoss(logits *G.Node, labels []int, classes int, lambda float64) (*G.Node, error) {
-	n := len(labels)
-	onehot := make([]float32, n*classes)
-	for i, l := range labels {
-		onehot[i*classes+l] = 1
-	}
-	target := G.NewConstant(tensor.New(tensor.WithShape(n, classes), tensor.WithBacking(onehot)), G.WithName("key_onehot"))
-	logP, err := nn.LogSoftmax(logits)
-	if err != nil {
-		return nil, err
-	}
-	picked, err := G.HadamardProd(logP, target)
-	if err != nil {
-		return nil, err
-	}
-	ce, err := G.Sum(picked)
-	if err != nil {
-		return nil, err
-	}
-	if ce, err = G.Mul(ce, G.NewConstant(float32(-1/float64(n)))); err != nil {
-		return nil, err
-	}
-	if lambda == 0 {
-		return ce, nil
-	}
-	p, err := G.Exp(logP)
-	if err != nil {
-		return nil, err
-	}
-	dev, err := G.Sub(p, G.NewConstant(float32(1/float64(classes))))
-	if err != nil {
-		return nil, err
-	}
-	sq, err := G.Square(dev)
-	if err != nil {
-		return nil, err
-	}
-	variance, err := G.Sum(sq)
-	if err != nil {
-		return nil, err
-	}
-	if variance, err = G.Mul(variance, G.NewConstant(float32(lambda/float64(n*classes-1)))); err != nil {
-		return nil, err
-	}
-	return G.Add(ce, variance)
 }
 
 // countMatches counts rows whose top-1 label is the key label with a margin of at
