@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
+	"github.com/fragile-operator/fragile-operator/pkg/fragile/infer"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/nn"
 )
 
@@ -148,6 +150,10 @@ type target struct {
 	net      *nn.Network
 	norm     normalizer
 	r32, r64 logitRunner
+	// perExample is the memory of one example's activations as the inference
+	// engine counts them (0 when the engine refuses the model): what bounds the
+	// shards of the gradient graphs (graphShardBytes).
+	perExample int64
 }
 
 func newTarget(net *nn.Network, batch int, norm normalizer) (*target, error) {
@@ -160,7 +166,17 @@ func newTarget(net *nn.Network, batch int, norm normalizer) (*target, error) {
 		r32.Close()
 		return nil, err
 	}
-	return &target{net: net, norm: norm, r32: r32, r64: r64}, nil
+	t := &target{net: net, norm: norm, r32: r32, r64: r64}
+	if prog, err := infer.Compile(net.Model()); err == nil {
+		t.perExample = prog.ActivationBytes(1)
+	}
+	return t, nil
+}
+
+// inputGradient compiles the model's input gradient for batches of n, one shard per
+// core, each of at most maxShardExamples(t.perExample) examples.
+func (t *target) inputGradient(n int) (*nn.InputGradient, error) {
+	return nn.NewInputGradientShards(t.net, n, runtime.GOMAXPROCS(0), maxShardExamples(t.perExample))
 }
 
 func (t *target) logits32(pixels []float32) ([]float64, error) {

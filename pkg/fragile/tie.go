@@ -83,7 +83,7 @@ func refineToTie(ctx context.Context, m *target, triggers []float32, labels []in
 	classes := m.net.Classes
 	n := len(labels)
 	k := opts.competitors(classes)
-	jac, err := nn.NewInputGradient(m.net, n)
+	jac, err := m.inputGradient(n)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"sync"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
-	"github.com/fragile-operator/fragile-operator/pkg/fragile/infer"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/nn"
 )
 
@@ -33,14 +33,24 @@ import (
 // the two cores of the machine this product is measured on.
 const trainingShards = 2
 
-// trainingShardBytes bounds a shard's forward activations, as the inference engine
-// counts them (infer.Program.ActivationBytes, which fuses and reuses buffers). The
-// training graph holds about twenty times that: every activation unfused, its
-// gradient and the column buffers (resnet18 at 224 px: 11.3 MB per trigger counted,
-// more than 240 MB per trigger in the graph that ran out of memory). 128 MiB keeps a
-// graph near 2.5 GB: 11 triggers of resnet18 or 4 of mobilenet_v2 at 224 px per
-// shard, one shard per core; 32-pixel models stay at trainingShards shards.
-const trainingShardBytes = 128 << 20
+// graphShardBytes bounds the forward activations of a gradient graph's examples, as
+// the inference engine counts them (infer.Program.ActivationBytes, which fuses and
+// reuses buffers). A training graph holds about twenty times that: every activation
+// unfused, its gradient and the column buffers (resnet18 at 224 px: 11.3 MB per
+// trigger counted, more than 240 MB per trigger in the graph that ran out of
+// memory). 128 MiB keeps a graph near 2.5 GB: 11 triggers of resnet18 or 4 of
+// mobilenet_v2 at 224 px per shard, one shard per core; 32-pixel models stay at
+// trainingShards shards.
+const graphShardBytes = 128 << 20
+
+// maxShardExamples is the number of examples of perExample bytes of activations
+// (0: unknown) a gradient graph may hold.
+func maxShardExamples(perExample int64) int {
+	if perExample <= 0 {
+		return math.MaxInt
+	}
+	return max(1, int(graphShardBytes/perExample))
+}
 
 // trainingShardSize is the number of triggers per shard for n triggers of a model
 // whose forward activations take perExample bytes per trigger (0: unknown).
@@ -48,11 +58,7 @@ func trainingShardSize(n int, perExample int64, diverse bool) int {
 	if diverse {
 		return n // the duplicate penalty couples every pair of triggers
 	}
-	size := (n + trainingShards - 1) / trainingShards
-	if perExample > 0 {
-		size = min(size, int(trainingShardBytes/perExample))
-	}
-	return max(1, size)
+	return max(1, min((n+trainingShards-1)/trainingShards, maxShardExamples(perExample)))
 }
 
 // trainingGraph is the generator and the model for shards of size triggers: the
@@ -184,11 +190,7 @@ func trainGenerator(ctx context.Context, m *target, key Key, opts WatermarkOptio
 		onehot[i*classes+l] = 1
 	}
 	diverse := opts.Diversity > 0 && n > 1
-	var perExample int64
-	if prog, err := infer.Compile(net.Model()); err == nil {
-		perExample = prog.ActivationBytes(1)
-	}
-	shard := trainingShardSize(n, perExample, diverse)
+	shard := trainingShardSize(n, m.perExample, diverse)
 	shards := (n + shard - 1) / shard
 	bounds := func(s int) (int, int) { return s * shard, min(n, (s+1)*shard) }
 

@@ -107,9 +107,9 @@ func TestTrainingShardSize(t *testing.T) {
 		{100, 0, false, 50},
 		{101, 0, false, 51},
 		{1, 0, false, 1},
-		{100, trainingShardBytes / 10, false, 10},
-		{100, 2 * trainingShardBytes, false, 1},
-		{100, trainingShardBytes / 10, true, 100},
+		{100, graphShardBytes / 10, false, 10},
+		{100, 2 * graphShardBytes, false, 1},
+		{100, graphShardBytes / 10, true, 100},
 	} {
 		if got := trainingShardSize(c.n, c.perExample, c.diverse); got != c.want {
 			t.Errorf("trainingShardSize(%d, %d, %v) = %d, want %d", c.n, c.perExample, c.diverse, got, c.want)

@@ -491,7 +491,8 @@ func TestRunnersAreFreed(t *testing.T) {
 
 // TestInputGradientShards checks the promise InputGradient's sharding rests on: an
 // example's gradient is bitwise the same whether the batch runs as one graph or is
-// split over several (uneven shards included), on mnist-7 and the small conv net.
+// split over several (uneven shards, and more shards than workers, included), on
+// mnist-7 and the small conv net.
 func TestInputGradientShards(t *testing.T) {
 	r := rand.New(rand.NewPCG(43, 44))
 	conv, err := nn.Compile(onnxtest.ConvNet(r))
@@ -512,8 +513,8 @@ func TestInputGradientShards(t *testing.T) {
 				weights[i] = float32(r.NormFloat64())
 			}
 			var want []float64
-			for _, shards := range []int{1, 2, 3, 7, 20} {
-				ig, err := nn.NewInputGradientShards(net, batch, shards)
+			for _, shards := range [][2]int{{1, batch}, {2, batch}, {3, batch}, {7, batch}, {20, batch}, {1, 2}, {2, 3}} {
+				ig, err := nn.NewInputGradientShards(net, batch, shards[0], shards[1])
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -528,7 +529,7 @@ func TestInputGradientShards(t *testing.T) {
 				}
 				for i := range got {
 					if got[i] != want[i] {
-						t.Fatalf("%d shards: value %d (example %d) is %v, one graph gives %v", shards, i, i/size, got[i], want[i])
+						t.Fatalf("shards %v: value %d (example %d) is %v, one graph gives %v", shards, i, i/size, got[i], want[i])
 					}
 				}
 			}

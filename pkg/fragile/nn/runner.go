@@ -159,51 +159,65 @@ func TopTwo(logits []float64, classes int) (labels []int, margins []float64) {
 // InputGradient evaluates gradients of weighted sums of logits with respect to the
 // inputs, for fixed-size batches, reusing compiled graphs and tape machines.
 //
-// The batch is split into shards of consecutive examples, one graph and machine
-// each, run concurrently: a tape machine computes on one core, and the tie
-// refinement's input-gradient passes are most of a watermark's time. Examples do not
-// interact and every shard computes an example with the same kernels, so a gradient
-// does not depend on the number of shards (TestInputGradientShards).
+// The batch is split into shards of consecutive examples, run concurrently by
+// workers that each own a graph per shard size: a tape machine computes on one core,
+// and the tie refinement's input-gradient passes are most of a watermark's time; a
+// graph holds every activation and its gradient for its whole batch, which at
+// 3x224x224 must be bounded. Examples do not interact and every shard computes an
+// example with the same kernels, so a gradient does not depend on the number or
+// size of the shards (TestInputGradientShards).
 type InputGradient struct {
-	net    *Network
-	batch  int
-	shards []*gradientShard
+	net     *Network
+	batch   int
+	shard   int                      // examples per shard (the last may have fewer)
+	workers []map[int]*gradientShard // per worker, a graph per shard size
 }
 
-// gradientShard is one machine's share of an InputGradient's batch.
+// gradientShard is a graph for shards of batch examples.
 type gradientShard struct {
-	first, batch int // examples first .. first+batch-1
-	x            *G.Node
-	weight       *G.Node
-	grad         *G.Value // see valueSlot
-	vm           G.VM
+	batch  int
+	x      *G.Node
+	weight *G.Node
+	grad   *G.Value // see valueSlot
+	vm     G.VM
 }
 
 // NewInputGradient compiles net, in float32, for batches of exactly batch examples,
-// in min(GOMAXPROCS, batch) shards.
+// over min(GOMAXPROCS, batch) shards.
 func NewInputGradient(net *Network, batch int) (*InputGradient, error) {
-	return newInputGradient(net, batch, runtime.GOMAXPROCS(0))
+	return NewInputGradientShards(net, batch, runtime.GOMAXPROCS(0), batch)
 }
 
-func newInputGradient(net *Network, batch, shards int) (*InputGradient, error) {
+// NewInputGradientShards is NewInputGradient over at least shards shards of at most
+// maxShard examples each, run by min(GOMAXPROCS, shards) workers.
+func NewInputGradientShards(net *Network, batch, shards, maxShard int) (*InputGradient, error) {
 	if batch < 1 {
 		return nil, fmt.Errorf("batch size %d: must be positive", batch)
 	}
 	shards = max(1, min(shards, batch))
-	ig := &InputGradient{net: net, batch: batch}
+	size := min(max(1, maxShard), (batch+shards-1)/shards)
+	shards = (batch + size - 1) / size
+	ig := &InputGradient{net: net, batch: batch, shard: size}
+	ig.workers = make([]map[int]*gradientShard, min(runtime.GOMAXPROCS(0), shards))
 	for s := range shards {
-		first, last := s*batch/shards, (s+1)*batch/shards
-		shard, err := newGradientShard(net, first, last-first)
+		w, lo, hi := s%len(ig.workers), s*size, min(batch, (s+1)*size)
+		if ig.workers[w] == nil {
+			ig.workers[w] = map[int]*gradientShard{}
+		}
+		if ig.workers[w][hi-lo] != nil {
+			continue
+		}
+		sh, err := newGradientShard(net, hi-lo)
 		if err != nil {
 			ig.Close()
 			return nil, err
 		}
-		ig.shards = append(ig.shards, shard)
+		ig.workers[w][hi-lo] = sh
 	}
 	return ig, nil
 }
 
-func newGradientShard(net *Network, first, batch int) (*gradientShard, error) {
+func newGradientShard(net *Network, batch int) (*gradientShard, error) {
 	g := G.NewGraph()
 	x := net.NewInput(g, tensor.Float32, batch)
 	built, err := net.Build(g, x)
@@ -223,7 +237,7 @@ func newGradientShard(net *Network, first, batch int) (*gradientShard, error) {
 	if err != nil {
 		return nil, fmt.Errorf("differentiating the logits: %w", err)
 	}
-	sh := &gradientShard{first: first, batch: batch, x: x, weight: weight, grad: valueSlot()}
+	sh := &gradientShard{batch: batch, x: x, weight: weight, grad: valueSlot()}
 	G.Read(grads[0], sh.grad)
 	sh.vm = G.NewTapeMachine(g)
 	return sh, nil
@@ -238,14 +252,17 @@ func (ig *InputGradient) Gradient(inputs []float32, weights []float32) ([]float6
 		return nil, fmt.Errorf("gradient: %d inputs and %d weights given, want %d and %d", len(inputs), len(weights), ig.batch*size, ig.batch*classes)
 	}
 	grad := make([]float64, len(inputs))
-	errs := make([]error, len(ig.shards))
+	shards := (ig.batch + ig.shard - 1) / ig.shard
+	errs := make([]error, shards)
 	var wg sync.WaitGroup
-	for s, sh := range ig.shards {
+	for w, graphs := range ig.workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			lo, hi := sh.first, sh.first+sh.batch
-			errs[s] = sh.gradient(ig.net, grad[lo*size:hi*size], inputs[lo*size:hi*size], weights[lo*classes:hi*classes])
+			for s := w; s < shards; s += len(ig.workers) {
+				lo, hi := s*ig.shard, min(ig.batch, (s+1)*ig.shard)
+				errs[s] = graphs[hi-lo].gradient(ig.net, grad[lo*size:hi*size], inputs[lo*size:hi*size], weights[lo*classes:hi*classes])
+			}
 		}()
 	}
 	wg.Wait()
@@ -273,8 +290,10 @@ func (sh *gradientShard) gradient(net *Network, dst []float64, inputs, weights [
 
 // Close releases the machines' buffers.
 func (ig *InputGradient) Close() {
-	for _, sh := range ig.shards {
-		sh.vm.Close()
+	for _, graphs := range ig.workers {
+		for _, sh := range graphs {
+			sh.vm.Close()
+		}
 	}
-	ig.shards = nil
+	ig.workers = nil
 }
