@@ -445,7 +445,8 @@ type TrainingStatus struct {
 	// retry; unset otherwise.
 	// +optional
 	NextAttemptTime *metav1.Time `json:"nextAttemptTime,omitempty"`
-	// progress is the Job's latest progress line while it runs, e.g. "step 40/300, key match 87%".
+	// progress is the Job's latest progress line while it runs, e.g. "step 40/300, key match 87%"
+	// while training, then "tie refinement 3/20, 74% of triggers tied".
 	// +optional
 	Progress string `json:"progress,omitempty"`
 	// startTime is when the Job started.

@@ -128,7 +128,11 @@ func progressReporter(ctx context.Context, secrets corev1client.SecretInterface,
 	return func(p fragile.Progress) {
 		mu.Lock()
 		defer mu.Unlock()
-		final := p.MaxSteps > 0 && p.Step >= p.MaxSteps || p.KeyMatch >= 1
+		done := p.KeyMatch >= 1
+		if p.Phase == fragile.PhaseRefinement {
+			done = p.Tied >= 1
+		}
+		final := p.MaxSteps > 0 && p.Step >= p.MaxSteps || done
 		if !final && !last.IsZero() && now().Sub(last) < progressInterval {
 			return
 		}
@@ -145,9 +149,13 @@ func progressReporter(ctx context.Context, secrets corev1client.SecretInterface,
 	}
 }
 
-// progressLine formats progress for people: "step 40/300, key match 87%". The percentage is
-// rounded down so that 100% means every trigger matches.
+// progressLine formats progress for people: "step 40/300, key match 87%" while training,
+// "tie refinement 3/20, 74% of triggers tied" after. Percentages are rounded down so that
+// 100% means every trigger.
 func progressLine(p fragile.Progress) string {
+	if p.Phase == fragile.PhaseRefinement {
+		return fmt.Sprintf("tie refinement %d/%d, %d%% of triggers tied", p.Step, p.MaxSteps, int(p.Tied*100))
+	}
 	return fmt.Sprintf("step %d/%d, key match %d%%", p.Step, p.MaxSteps, int(p.KeyMatch*100))
 }
 

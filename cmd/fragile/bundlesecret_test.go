@@ -89,4 +89,15 @@ func TestProgressReporterThrottles(t *testing.T) {
 	if n := patches(); n != 3 {
 		t.Errorf("%d patches after the final step, want 3", n)
 	}
+	// The tie refinement that follows: every trigger has its key label, so only the
+	// share of tied triggers decides what is final.
+	report(fragile.Progress{Phase: fragile.PhaseRefinement, Step: 1, MaxSteps: 20, KeyMatch: 1, Tied: 0.03}) // dropped
+	if n := patches(); n != 3 {
+		t.Errorf("%d patches after an early refinement iteration, want 3", n)
+	}
+	report(fragile.Progress{Phase: fragile.PhaseRefinement, Step: 4, MaxSteps: 20, KeyMatch: 1, Tied: 1})
+	s, _ = cs.CoreV1().Secrets("models").Get(ctx, "mnist-bundle", metav1.GetOptions{})
+	if got := s.Annotations[contract.AnnotationTrainingProgress]; got != "tie refinement 4/20, 100% of triggers tied" {
+		t.Errorf("progress %q after the refinement", got)
+	}
 }

@@ -171,6 +171,10 @@ func marginRange(m []float32) (lo, hi float32) {
 func newProgressPrinter() func(fragile.Progress) {
 	if term.IsTerminal(int(os.Stderr.Fd())) {
 		return func(p fragile.Progress) {
+			if p.Phase == fragile.PhaseRefinement {
+				fmt.Fprintln(os.Stderr, progressLine(p))
+				return
+			}
 			const width = 30
 			done := width * p.Step / p.MaxSteps
 			fmt.Fprintf(os.Stderr, "\rtraining [%s%s] step %d/%d  key match %3.0f%%  loss %.4g ",
@@ -182,6 +186,10 @@ func newProgressPrinter() func(fragile.Progress) {
 	}
 	var last time.Time
 	return func(p fragile.Progress) {
+		if p.Phase == fragile.PhaseRefinement {
+			fmt.Fprintln(os.Stderr, progressLine(p)) // an iteration takes seconds to minutes
+			return
+		}
 		if time.Since(last) < 2*time.Second && p.KeyMatch < 1 && p.Step < p.MaxSteps {
 			return
 		}

@@ -19,10 +19,23 @@ const (
 	WatermarkFailed    = contract.WatermarkFailed
 )
 
-// Progress is reported by Watermark after each optimisation step.
+// Progress is reported by Watermark after each generator training step and each
+// iteration of the tie refinement, which on a large model takes most of the time.
 type Progress struct {
-	Step     int     // steps done so far
-	MaxSteps int     // step budget
-	Loss     float64 // loss of the step just taken
+	Phase    Phase
+	Step     int     // steps (iterations) done so far in this phase
+	MaxSteps int     // the phase's budget
+	Loss     float64 // training: loss of the step just taken
 	KeyMatch float64 // fraction of triggers whose top-1 label equals the key label
+	Tied     float64 // refinement: fraction of triggers at a tie of their competitors
 }
+
+// Phase names a stage of Watermark.
+type Phase string
+
+const (
+	// PhaseTraining trains the keyed generator until every trigger has its key label.
+	PhaseTraining Phase = "training"
+	// PhaseRefinement moves the labelled triggers to ties (MethodTie).
+	PhaseRefinement Phase = "refinement"
+)

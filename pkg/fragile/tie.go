@@ -205,6 +205,9 @@ func refineToTie(ctx context.Context, m *target, triggers []float32, labels []in
 				tied++
 			}
 		}
+		if opts.progress != nil {
+			opts.progress(Progress{Phase: PhaseRefinement, Step: iter, MaxSteps: iterations, KeyMatch: 1, Tied: float64(tied) / float64(n)})
+		}
 		if iter == iterations || (tied == n && opts.probe == nil) {
 			break
 		}
@@ -318,6 +321,8 @@ type tieOptions struct {
 	noise float64
 	// probe, when set, steers tied triggers towards exposure to pruning.
 	probe *probe
+	// progress, when set, is told after every iteration how many triggers are tied.
+	progress func(Progress)
 }
 
 // NoiseTieFloors is the target margin of a tie with a noise floor, in floors: the

@@ -281,7 +281,7 @@ func trainGenerator(ctx context.Context, m *target, key Key, opts WatermarkOptio
 		}
 		matched := countMatches(logits, labels, classes, opts.MarginFloor)
 		if opts.Progress != nil {
-			opts.Progress(Progress{Step: step, MaxSteps: opts.MaxSteps, Loss: lossNow, KeyMatch: float64(matched) / float64(n)})
+			opts.Progress(Progress{Phase: PhaseTraining, Step: step, MaxSteps: opts.MaxSteps, Loss: lossNow, KeyMatch: float64(matched) / float64(n)})
 		}
 		if matched == n && diverse && step < opts.MaxSteps {
 			// With the duplicate penalty, labelling every trigger is not enough: go on

@@ -269,7 +269,7 @@ func Watermark(ctx context.Context, model []byte, key Key, opts WatermarkOptions
 			return nil, err
 		}
 		if opts.Method == MethodTie {
-			tie := tieOptions{floor: opts.MarginFloor, inputMin: opts.InputMin, inputMax: opts.InputMax, k: opts.Competitors, noise: max(0, opts.NoiseMargin)}
+			tie := tieOptions{floor: opts.MarginFloor, inputMin: opts.InputMin, inputMax: opts.InputMax, k: opts.Competitors, noise: max(0, opts.NoiseMargin), progress: opts.Progress}
 			if tie.anchor, err = anchorLevel(m, key, opts); err != nil {
 				return nil, err
 			}
