@@ -25,4 +25,7 @@ type Progress struct {
 	MaxSteps int     // step budget
 	Loss     float64 // loss of the step just taken
 	KeyMatch float64 // fraction of triggers whose top-1 label equals the key label
+	// LearningRate is the generator's step size for the next step (it falls when
+	// the key match stalls).
+	LearningRate float64
 }
