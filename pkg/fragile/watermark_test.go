@@ -724,3 +724,46 @@ func TestWatermarkDiversity(t *testing.T) {
 		t.Errorf("the watermarked model verifies %s: %s", rep.Result, rep.Message)
 	}
 }
+
+// TestWatermarkStepSizeFallsWhenStalled: on a model whose classes 0 and 1 always
+// score alike, triggers keyed 0 or 1 can never be labelled, so the key match stalls;
+// the generator's step size must fall by plateauFactor after each 20 steps without
+// a new best (at most four times), the progress must say so, and the error must
+// name --learning-rate.
+func TestWatermarkStepSizeFallsWhenStalled(t *testing.T) {
+	const classes = 4
+	b := onnxtest.NewBuilder(rand.New(rand.NewPCG(67, 68)), "image", -1, 3, 4, 4)
+	h := b.Node("Flatten", []string{b.Last()}, onnxtest.AttrInt("axis", 1))
+	r := rand.New(rand.NewPCG(69, 70))
+	w := make([]float32, 48*classes)
+	for i := 0; i < 48; i++ {
+		for c := 1; c < classes; c++ {
+			w[i*classes+c] = float32(r.NormFloat64())
+		}
+		w[i*classes] = w[i*classes+1] // class 0 is class 1
+	}
+	b.Node("Gemm", []string{h, b.Const("fc.weight", w, 48, classes)})
+	model := onnx.Encode(b.Model(-1, classes))
+	var rates []float64
+	opts := fragile.WatermarkOptions{Triggers: 10, MaxSteps: 150, Progress: func(p fragile.Progress) { rates = append(rates, p.LearningRate) }}
+	_, err := fragile.Watermark(context.Background(), model, testKey(t, 106), opts)
+	if !errors.Is(err, fragile.ErrNotConverged) || !strings.Contains(err.Error(), "--learning-rate") {
+		t.Fatalf("watermark: %v, want ErrNotConverged naming --learning-rate", err)
+	}
+	if len(rates) != opts.MaxSteps || rates[0] != 1e-3 {
+		t.Fatalf("%d progress reports starting at rate %v, want %d starting at 1e-3", len(rates), rates[:min(1, len(rates))], opts.MaxSteps)
+	}
+	cuts, last := 0, rates[0]
+	for step, rate := range rates {
+		if rate == last {
+			continue
+		}
+		if math.Abs(rate/last-1/math.Sqrt(10)) > 1e-9 {
+			t.Fatalf("step %d: rate %g after %g, want a cut by 1/sqrt(10)", step+1, rate, last)
+		}
+		cuts, last = cuts+1, rate
+	}
+	if cuts != 4 {
+		t.Errorf("%d cuts in %d stalled steps (final rate %g), want 4", cuts, opts.MaxSteps, last)
+	}
+}
