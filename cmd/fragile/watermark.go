@@ -38,7 +38,7 @@ func watermark(ctx context.Context, args []string) int {
 	diversity := fs.Float64("diversity", fragile.DefaultDiversity, "generator methods: weight of the duplicate penalty on the triggers' pairwise distances (0: none)")
 	method := fs.String("method", string(fragile.DefaultMethod), "trigger method: "+methodNames())
 	lambda := fs.Float64("lambda", 10, "weight of the paper's variance term")
-	lr := fs.Float64("learning-rate", 1e-3, "Adam learning rate")
+	lr := fs.Float64("learning-rate", 1e-3, "Adam learning rate at the start; cut by 1/sqrt(10) after each 20 steps without a new best key match, at most 4 times")
 	maxSteps := fs.Int("max-steps", 300, "optimisation step budget")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
@@ -194,6 +194,6 @@ func newProgressPrinter() func(fragile.Progress) {
 			return
 		}
 		last = time.Now()
-		fmt.Fprintf(os.Stderr, "training step %d/%d: key match %.0f%%, loss %.4g\n", p.Step, p.MaxSteps, 100*p.KeyMatch, p.Loss)
+		fmt.Fprintf(os.Stderr, "training step %d/%d: key match %.0f%%, loss %.4g, learning rate %.2g\n", p.Step, p.MaxSteps, 100*p.KeyMatch, p.Loss, p.LearningRate)
 	}
 }

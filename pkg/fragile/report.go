@@ -28,6 +28,9 @@ type Progress struct {
 	Loss     float64 // training: loss of the step just taken
 	KeyMatch float64 // fraction of triggers whose top-1 label equals the key label
 	Tied     float64 // refinement: fraction of triggers at a tie of their competitors
+	// LearningRate is the generator's step size for the next training step (it
+	// falls when the key match stalls).
+	LearningRate float64
 }
 
 // Phase names a stage of Watermark.

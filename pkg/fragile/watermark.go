@@ -69,7 +69,10 @@ type WatermarkOptions struct {
 	Normalization Normalization
 	// Lambda weighs the variance term (default 10).
 	Lambda float64
-	// LearningRate is Adam's step size (default 1e-3); betas are the paper's (0.5, 0.999).
+	// LearningRate is Adam's initial step size (default 1e-3); betas are the paper's
+	// (0.5, 0.999). When the key match has not reached a new best for plateauSteps
+	// steps, the step size is cut by plateauFactor, down to at most plateauCuts cuts
+	// (see trainGenerator).
 	LearningRate float64
 	// MaxSteps bounds the optimisation (default 300, the paper's budget).
 	MaxSteps int

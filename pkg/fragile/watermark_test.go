@@ -117,17 +117,32 @@ func TestWatermarkMNIST7(t *testing.T) {
 		}
 	}
 
-	// Progress: one report per step, counting up, ending at full key match.
-	if len(w.progress) != b.Steps {
-		t.Errorf("%d progress reports for %d steps", len(w.progress), b.Steps)
-	}
+	// Progress: one training report per step, counting up, ending at full key match;
+	// then one per iteration of the tie refinement, counting up from 0, the share of
+	// tied triggers never falling (a trigger keeps its best point).
+	training, refinement := w.progress, []fragile.Progress(nil)
 	for i, p := range w.progress {
-		if p.Step != i+1 || p.MaxSteps != 300 || p.KeyMatch < 0 || p.KeyMatch > 1 {
-			t.Errorf("progress %d: %+v", i, p)
+		if p.Phase == fragile.PhaseRefinement {
+			training, refinement = w.progress[:i], w.progress[i:]
+			break
 		}
 	}
-	if last := w.progress[len(w.progress)-1]; last.KeyMatch != 1 || last.Loss != b.FinalLoss {
-		t.Errorf("last progress %+v, final loss %g", last, b.FinalLoss)
+	if len(training) != b.Steps || len(refinement) == 0 {
+		t.Errorf("%d training and %d refinement reports for %d steps", len(training), len(refinement), b.Steps)
+	}
+	for i, p := range training {
+		if p.Phase != fragile.PhaseTraining || p.Step != i+1 || p.MaxSteps != 300 || p.KeyMatch < 0 || p.KeyMatch > 1 {
+			t.Errorf("training progress %d: %+v", i, p)
+		}
+	}
+	if last := training[len(training)-1]; last.KeyMatch != 1 || last.Loss != b.FinalLoss {
+		t.Errorf("last training progress %+v, final loss %g", last, b.FinalLoss)
+	}
+	for i, p := range refinement {
+		if p.Phase != fragile.PhaseRefinement || p.Step != i || p.MaxSteps <= 0 || p.KeyMatch != 1 ||
+			p.Tied < 0 || p.Tied > 1 || (i > 0 && p.Tied < refinement[i-1].Tied) {
+			t.Errorf("refinement progress %d: %+v", i, p)
+		}
 	}
 
 	if opened, err := fragile.Open(w.sealed, w.key); err != nil {
@@ -511,7 +526,11 @@ func TestWatermarkInsensitiveModel(t *testing.T) {
 	}
 	k := testKey(t, 105)
 	watermark := func(mean float32) (steps int, err error) {
-		opts := fragile.WatermarkOptions{Triggers: 10, Progress: func(fragile.Progress) { steps++ }}
+		opts := fragile.WatermarkOptions{Triggers: 10, Progress: func(p fragile.Progress) {
+			if p.Phase == fragile.PhaseTraining {
+				steps++
+			}
+		}}
 		_, err = fragile.Watermark(context.Background(), model(mean), k, opts)
 		return steps, err
 	}
@@ -537,7 +556,7 @@ func TestWatermarkStopsWhenCancelled(t *testing.T) {
 	}
 	key := testKey(t, 7)
 	for name, stopAt := range map[string]func(fragile.Progress) bool{
-		"training":   func(p fragile.Progress) bool { return p.Step == 2 },
+		"training":   func(p fragile.Progress) bool { return p.Phase == fragile.PhaseTraining && p.Step == 2 },
 		"refinement": func(p fragile.Progress) bool { return p.KeyMatch == 1 },
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -722,5 +741,48 @@ func TestWatermarkDiversity(t *testing.T) {
 	}
 	if rep := fragile.Verify(ctx, plain.model, b); rep.Result != fragile.ResultIntact {
 		t.Errorf("the watermarked model verifies %s: %s", rep.Result, rep.Message)
+	}
+}
+
+// TestWatermarkStepSizeFallsWhenStalled: on a model whose classes 0 and 1 always
+// score alike, triggers keyed 0 or 1 can never be labelled, so the key match stalls;
+// the generator's step size must fall by plateauFactor after each 20 steps without
+// a new best (at most four times), the progress must say so, and the error must
+// name --learning-rate.
+func TestWatermarkStepSizeFallsWhenStalled(t *testing.T) {
+	const classes = 4
+	b := onnxtest.NewBuilder(rand.New(rand.NewPCG(67, 68)), "image", -1, 3, 4, 4)
+	h := b.Node("Flatten", []string{b.Last()}, onnxtest.AttrInt("axis", 1))
+	r := rand.New(rand.NewPCG(69, 70))
+	w := make([]float32, 48*classes)
+	for i := 0; i < 48; i++ {
+		for c := 1; c < classes; c++ {
+			w[i*classes+c] = float32(r.NormFloat64())
+		}
+		w[i*classes] = w[i*classes+1] // class 0 is class 1
+	}
+	b.Node("Gemm", []string{h, b.Const("fc.weight", w, 48, classes)})
+	model := onnx.Encode(b.Model(-1, classes))
+	var rates []float64
+	opts := fragile.WatermarkOptions{Triggers: 10, MaxSteps: 150, Progress: func(p fragile.Progress) { rates = append(rates, p.LearningRate) }}
+	_, err := fragile.Watermark(context.Background(), model, testKey(t, 106), opts)
+	if !errors.Is(err, fragile.ErrNotConverged) || !strings.Contains(err.Error(), "--learning-rate") {
+		t.Fatalf("watermark: %v, want ErrNotConverged naming --learning-rate", err)
+	}
+	if len(rates) != opts.MaxSteps || rates[0] != 1e-3 {
+		t.Fatalf("%d progress reports starting at rate %v, want %d starting at 1e-3", len(rates), rates[:min(1, len(rates))], opts.MaxSteps)
+	}
+	cuts, last := 0, rates[0]
+	for step, rate := range rates {
+		if rate == last {
+			continue
+		}
+		if math.Abs(rate/last-1/math.Sqrt(10)) > 1e-9 {
+			t.Fatalf("step %d: rate %g after %g, want a cut by 1/sqrt(10)", step+1, rate, last)
+		}
+		cuts, last = cuts+1, rate
+	}
+	if cuts != 4 {
+		t.Errorf("%d cuts in %d stalled steps (final rate %g), want 4", cuts, opts.MaxSteps, last)
 	}
 }
