@@ -3,6 +3,7 @@ package fragile
 import (
 	"fmt"
 	"math"
+	"runtime"
 
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/nn"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/prune"
@@ -51,8 +52,9 @@ type probe struct {
 }
 
 // newProbe compiles model with the fraction of smallest-magnitude values of each of
-// its weight tensors zeroed, for batch examples.
-func newProbe(model []byte, fraction float64, batch int) (*probe, error) {
+// its weight tensors zeroed, for batch examples; perExample (the model's activation
+// bytes per example, as target counts them) bounds its gradient graphs as the tie's.
+func newProbe(model []byte, fraction float64, batch int, perExample int64) (*probe, error) {
 	pruned, err := prune.Smallest(model, fraction)
 	if err != nil {
 		return nil, fmt.Errorf("pruning probe: %w", err)
@@ -65,7 +67,7 @@ func newProbe(model []byte, fraction float64, batch int) (*probe, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pruning probe: %w", err)
 	}
-	jac, err := nn.NewInputGradient(net, batch)
+	jac, err := nn.NewInputGradientShards(net, batch, runtime.GOMAXPROCS(0), maxShardExamples(perExample))
 	if err != nil {
 		r64.Close()
 		return nil, fmt.Errorf("pruning probe: %w", err)

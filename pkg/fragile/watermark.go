@@ -277,7 +277,7 @@ func Watermark(ctx context.Context, model []byte, key Key, opts WatermarkOptions
 				return nil, err
 			}
 			if opts.PruneProbe > 0 {
-				if tie.probe, err = newProbe(model, opts.PruneProbe, opts.Triggers); err != nil {
+				if tie.probe, err = newProbe(model, opts.PruneProbe, opts.Triggers, m.perExample); err != nil {
 					return nil, err
 				}
 				defer tie.probe.Close()

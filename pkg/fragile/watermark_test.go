@@ -23,6 +23,7 @@ import (
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/infer"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/nn"
 	"github.com/fragile-operator/fragile-operator/pkg/fragile/onnx"
+	"github.com/fragile-operator/fragile-operator/pkg/fragile/prune"
 )
 
 // The acceptance setting of issue 2: mnist-7, 100 triggers, inputs in 0..255.
@@ -784,5 +785,46 @@ func TestWatermarkStepSizeFallsWhenStalled(t *testing.T) {
 	}
 	if cuts != 4 {
 		t.Errorf("%d cuts in %d stalled steps (final rate %g), want 4", cuts, opts.MaxSteps, last)
+	}
+}
+
+// TestWatermarkPruningProbe runs the opt-in pruning remedy (noise-floor margins and
+// the pruning probe, BENCHMARKS.md issue 11) on mnist-7: it must keep every
+// guarantee of the tie (the watermarked file intact, in both precisions' floors),
+// and its triggers must see the probe's own attack, 1% magnitude pruning, at least
+// as well as the default's.
+func TestWatermarkPruningProbe(t *testing.T) {
+	model, err := zoo.MNIST7()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pruned, err := prune.Smallest(model, fragile.PruningProbeFraction)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := testKey(t, 108)
+	flipped := map[string]int{}
+	for name, edit := range map[string]func(*fragile.WatermarkOptions){
+		"default": func(*fragile.WatermarkOptions) {},
+		"probe": func(o *fragile.WatermarkOptions) {
+			o.NoiseMargin, o.PruneProbe = fragile.PruningNoiseMargin, fragile.PruningProbeFraction
+		},
+	} {
+		opts := mnistOpts
+		opts.Triggers = 20
+		edit(&opts)
+		b, err := fragile.Watermark(context.Background(), model, key, opts)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if r := fragile.Verify(context.Background(), model, b); r.Result != fragile.ResultIntact {
+			t.Fatalf("%s: the watermarked file verifies %s: %s", name, r.Result, r.Message)
+		}
+		r := fragile.Verify(context.Background(), pruned, b)
+		flipped[name] = r.Mismatched
+		t.Logf("%s: 1%% pruning flips %d of %d triggers (%s)", name, r.Mismatched, r.Total, r.Result)
+	}
+	if flipped["probe"] < flipped["default"] {
+		t.Errorf("1%% pruning flips %d triggers with the probe, %d without", flipped["probe"], flipped["default"])
 	}
 }
