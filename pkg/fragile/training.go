@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
-	"sync"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -52,13 +50,13 @@ func maxShardExamples(perExample int64) int {
 	return max(1, int(graphShardBytes/perExample))
 }
 
-// trainingShardSize is the number of triggers per shard for n triggers of a model
-// whose forward activations take perExample bytes per trigger (0: unknown).
-func trainingShardSize(n int, perExample int64, diverse bool) int {
+// trainingPartition splits n triggers of a model whose forward activations take
+// perExample bytes per trigger (0: unknown) into the shards of a training step.
+func trainingPartition(n int, perExample int64, diverse bool) nn.Shards {
 	if diverse {
-		return n // the duplicate penalty couples every pair of triggers
+		return nn.Shards{N: n, Size: n} // the duplicate penalty couples every pair of triggers
 	}
-	return max(1, min((n+trainingShards-1)/trainingShards, maxShardExamples(perExample)))
+	return nn.NewShards(n, trainingShards, maxShardExamples(perExample))
 }
 
 // trainingGraph is the generator and the model for shards of size triggers: the
@@ -190,14 +188,11 @@ func trainGenerator(ctx context.Context, m *target, key Key, opts WatermarkOptio
 		onehot[i*classes+l] = 1
 	}
 	diverse := opts.Diversity > 0 && n > 1
-	shard := trainingShardSize(n, m.perExample, diverse)
-	shards := (n + shard - 1) / shard
-	bounds := func(s int) (int, int) { return s * shard, min(n, (s+1)*shard) }
+	shards := trainingPartition(n, m.perExample, diverse)
 
 	// Each worker owns a graph per shard size it runs (at most two: the last shard
 	// may be shorter), built before the first step.
-	workers := min(runtime.GOMAXPROCS(0), shards)
-	graphs := make([]map[int]*trainingGraph, workers)
+	graphs := make([]map[int]*trainingGraph, shards.Workers())
 	defer func() {
 		for _, bySize := range graphs {
 			for _, tg := range bySize {
@@ -205,8 +200,9 @@ func trainGenerator(ctx context.Context, m *target, key Key, opts WatermarkOptio
 			}
 		}
 	}()
-	for s := range shards {
-		w, lo, hi := s%workers, s*shard, min(n, (s+1)*shard)
+	for s := range shards.Count() {
+		w := s % len(graphs)
+		lo, hi := shards.Bounds(s)
 		if graphs[w] == nil {
 			graphs[w] = map[int]*trainingGraph{}
 		}
@@ -236,29 +232,21 @@ func trainGenerator(ctx context.Context, m *target, key Key, opts WatermarkOptio
 
 	triggers := make([]float32, n*size)
 	logits := make([]float64, n*classes)
-	results := make([]shardResult, shards)
-	errs := make([]error, shards)
+	results := make([]shardResult, shards.Count())
+	errs := make([]error, shards.Count())
 	firstMatch := 0 // the first step at which every trigger had its key label
 	plateau := plateauRule{rate: opts.LearningRate}
 	for step := 1; step <= opts.MaxSteps; step++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		var wg sync.WaitGroup
-		for w := range workers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for s := w; s < shards; s += workers {
-					if ctx.Err() != nil {
-						return
-					}
-					lo, hi := bounds(s)
-					results[s], errs[s] = graphs[w][hi-lo].run(weights, noise[lo*noiseDim:hi*noiseDim], onehot[lo*classes:hi*classes])
-				}
-			}()
-		}
-		wg.Wait()
+		shards.Run(func(w, s int) {
+			if ctx.Err() != nil {
+				return
+			}
+			lo, hi := shards.Bounds(s)
+			results[s], errs[s] = graphs[w][hi-lo].run(weights, noise[lo*noiseDim:hi*noiseDim], onehot[lo*classes:hi*classes])
+		})
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -270,7 +258,7 @@ func trainGenerator(ctx context.Context, m *target, key Key, opts WatermarkOptio
 			clear(grads[p])
 		}
 		for s, res := range results {
-			lo, hi := bounds(s)
+			lo, hi := shards.Bounds(s)
 			copy(triggers[lo*size:hi*size], res.pixels)
 			copy(logits[lo*classes:hi*classes], res.logits)
 			lossNow += res.loss

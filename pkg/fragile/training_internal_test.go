@@ -94,10 +94,10 @@ func TestTrainingShardsSumToOneGraph(t *testing.T) {
 	}
 }
 
-// TestTrainingShardSize checks the partition: at least trainingShards shards, fewer
+// TestTrainingPartition checks the partition: at least trainingShards shards, fewer
 // triggers per shard when the model's activations are large, and one shard with the
 // duplicate penalty.
-func TestTrainingShardSize(t *testing.T) {
+func TestTrainingPartition(t *testing.T) {
 	for _, c := range []struct {
 		n          int
 		perExample int64
@@ -111,8 +111,8 @@ func TestTrainingShardSize(t *testing.T) {
 		{100, 2 * graphShardBytes, false, 1},
 		{100, graphShardBytes / 10, true, 100},
 	} {
-		if got := trainingShardSize(c.n, c.perExample, c.diverse); got != c.want {
-			t.Errorf("trainingShardSize(%d, %d, %v) = %d, want %d", c.n, c.perExample, c.diverse, got, c.want)
+		if got := trainingPartition(c.n, c.perExample, c.diverse); got.N != c.n || got.Size != c.want {
+			t.Errorf("trainingPartition(%d, %d, %v) = %+v, want %d per shard", c.n, c.perExample, c.diverse, got, c.want)
 		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"sync"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -168,8 +167,7 @@ func TopTwo(logits []float64, classes int) (labels []int, margins []float64) {
 // size of the shards (TestInputGradientShards).
 type InputGradient struct {
 	net     *Network
-	batch   int
-	shard   int                      // examples per shard (the last may have fewer)
+	shards  Shards
 	workers []map[int]*gradientShard // per worker, a graph per shard size
 }
 
@@ -194,13 +192,11 @@ func NewInputGradientShards(net *Network, batch, shards, maxShard int) (*InputGr
 	if batch < 1 {
 		return nil, fmt.Errorf("batch size %d: must be positive", batch)
 	}
-	shards = max(1, min(shards, batch))
-	size := min(max(1, maxShard), (batch+shards-1)/shards)
-	shards = (batch + size - 1) / size
-	ig := &InputGradient{net: net, batch: batch, shard: size}
-	ig.workers = make([]map[int]*gradientShard, min(runtime.GOMAXPROCS(0), shards))
-	for s := range shards {
-		w, lo, hi := s%len(ig.workers), s*size, min(batch, (s+1)*size)
+	ig := &InputGradient{net: net, shards: NewShards(batch, shards, maxShard)}
+	ig.workers = make([]map[int]*gradientShard, ig.shards.Workers())
+	for s := range ig.shards.Count() {
+		w := s % len(ig.workers)
+		lo, hi := ig.shards.Bounds(s)
 		if ig.workers[w] == nil {
 			ig.workers[w] = map[int]*gradientShard{}
 		}
@@ -247,25 +243,16 @@ func newGradientShard(net *Network, batch int) (*gradientShard, error) {
 // inputs (batch examples back to back), laid out as the inputs are. Each example's
 // block is the gradient of its own weighted logits: examples do not interact.
 func (ig *InputGradient) Gradient(inputs []float32, weights []float32) ([]float64, error) {
-	size, classes := ig.net.InputSize(), ig.net.Classes
-	if len(inputs) != ig.batch*size || len(weights) != ig.batch*classes {
-		return nil, fmt.Errorf("gradient: %d inputs and %d weights given, want %d and %d", len(inputs), len(weights), ig.batch*size, ig.batch*classes)
+	size, classes, batch := ig.net.InputSize(), ig.net.Classes, ig.shards.N
+	if len(inputs) != batch*size || len(weights) != batch*classes {
+		return nil, fmt.Errorf("gradient: %d inputs and %d weights given, want %d and %d", len(inputs), len(weights), batch*size, batch*classes)
 	}
 	grad := make([]float64, len(inputs))
-	shards := (ig.batch + ig.shard - 1) / ig.shard
-	errs := make([]error, shards)
-	var wg sync.WaitGroup
-	for w, graphs := range ig.workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for s := w; s < shards; s += len(ig.workers) {
-				lo, hi := s*ig.shard, min(ig.batch, (s+1)*ig.shard)
-				errs[s] = graphs[hi-lo].gradient(ig.net, grad[lo*size:hi*size], inputs[lo*size:hi*size], weights[lo*classes:hi*classes])
-			}
-		}()
-	}
-	wg.Wait()
+	errs := make([]error, ig.shards.Count())
+	ig.shards.Run(func(w, s int) {
+		lo, hi := ig.shards.Bounds(s)
+		errs[s] = ig.workers[w][hi-lo].gradient(ig.net, grad[lo*size:hi*size], inputs[lo*size:hi*size], weights[lo*classes:hi*classes])
+	})
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
